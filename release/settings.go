@@ -1,0 +1,47 @@
+package release
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/sokoban-deploy/sokoban/stow"
+)
+
+// Settings are an app's build settings: config vars (ENV_DIR) and an explicit
+// buildpack list, which wins over every other way of choosing (SPEC D1).
+type Settings struct {
+	Config     map[string]string `json:"config"`
+	Buildpacks []string          `json:"buildpacks,omitempty"`
+}
+
+// LocalSettings keeps Settings in stow under apps/APP/settings.json.
+type LocalSettings struct {
+	stow stow.Store
+}
+
+// NewLocalSettings returns a settings store kept in s.
+func NewLocalSettings(s stow.Store) *LocalSettings { return &LocalSettings{stow: s} }
+
+func settingsKey(app string) string { return "apps/" + app + "/settings.json" }
+
+// Get returns app's settings; an app without any has empty ones.
+func (l *LocalSettings) Get(ctx context.Context, app string) (Settings, error) {
+	var s Settings
+	_, err := stow.GetJSON(ctx, l.stow, settingsKey(app), &s)
+	if err != nil && !errors.Is(err, stow.ErrNotFound) {
+		return Settings{}, fmt.Errorf("release: settings for %s: %w", app, err)
+	}
+	if s.Config == nil {
+		s.Config = map[string]string{}
+	}
+	return s, nil
+}
+
+// Put replaces app's settings.
+func (l *LocalSettings) Put(ctx context.Context, app string, s Settings) error {
+	if _, err := stow.PutJSON(ctx, l.stow, settingsKey(app), s); err != nil {
+		return fmt.Errorf("release: save settings for %s: %w", app, err)
+	}
+	return nil
+}
