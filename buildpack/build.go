@@ -1,0 +1,454 @@
+package buildpack
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+// Config is the operator's side of every build on this node.
+type Config struct {
+	Stack          string        // shown and exported as STACK; default heroku-24
+	Defaults       []string      // default buildpacks, auto-detected in order
+	Git            string        // git binary; default "git"
+	FetchTimeout   time.Duration // per buildpack fetch; default 5m
+	CompileTimeout time.Duration // all compile steps together; default 15m (SPEC E3)
+	SlugSoftLimit  int64         // warn above; default 300M (SPEC E2)
+	SlugHardLimit  int64         // reject above; default 500M
+	Logger         *slog.Logger
+}
+
+// Builder runs builds with one Config. It is safe for concurrent use.
+type Builder struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns a Builder, filling in Config defaults.
+func New(cfg Config) *Builder {
+	if cfg.Stack == "" {
+		cfg.Stack = "heroku-24"
+	}
+	if cfg.Git == "" {
+		cfg.Git = "git"
+	}
+	if cfg.FetchTimeout <= 0 {
+		cfg.FetchTimeout = 5 * time.Minute
+	}
+	if cfg.CompileTimeout <= 0 {
+		cfg.CompileTimeout = 15 * time.Minute
+	}
+	if cfg.SlugSoftLimit <= 0 {
+		cfg.SlugSoftLimit = 300 << 20
+	}
+	if cfg.SlugHardLimit <= 0 {
+		cfg.SlugHardLimit = 500 << 20
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Builder{cfg: cfg, log: log}
+}
+
+// Stack is the stack builds run on.
+func (b *Builder) Stack() string { return b.cfg.Stack }
+
+// Job is one build.
+type Job struct {
+	ID            string            // REQUEST_ID; the build id
+	BuildDir      string            // the source; compile changes it; it becomes the slug
+	WorkDir       string            // private scratch space: buildpack copies, ENV_DIR, HOME
+	CacheDir      string            // CACHE_DIR, kept between builds of an app (SPEC C6)
+	Env           map[string]string // config vars, written to ENV_DIR (SPEC C3)
+	Buildpacks    []string          // the app's own buildpack setting, if any (SPEC D1)
+	SourceVersion string            // the commit being built
+	Output        io.Writer         // what the pusher sees
+	Slug          io.Writer         // the packed slug streams here
+	Stage         func(stage string)
+	// TrustSource lets the source's own buildpack choices name local paths;
+	// only for `sokoban build`, where the source belongs to the operator.
+	TrustSource bool
+}
+
+// Result describes a successful build.
+type Result struct {
+	Buildpacks   []string          // URLs that ran, in order
+	Names        []string          // what each detected
+	ProcessTypes map[string]string // Procfile over the last bin/release's defaults
+	Slug         PackResult
+	Stack        string
+}
+
+// Description is what the buildpacks said they built, for the release.
+func (r *Result) Description() string { return strings.Join(r.Names, ", ") }
+
+type chosen struct {
+	src  source
+	name string
+}
+
+// Build runs the whole pipeline. On failure it has printed why to Job.Output and
+// returns an error wrapping one of this package's sentinels, or the context's
+// error when the build was cancelled.
+func (b *Builder) Build(ctx context.Context, job Job) (*Result, error) {
+	out := job.Output
+	stage := job.Stage
+	if stage == nil {
+		stage = func(string) {}
+	}
+	log := b.log.With("build", job.ID)
+	Step(out, "Building on the %s stack", b.cfg.Stack)
+
+	// A Procfile that can never parse fails before minutes of compiling.
+	if _, err := readProcfile(job.BuildDir); err != nil {
+		Warn(out, "Push rejected, %v", procfileMessage(err))
+		return nil, err
+	}
+
+	stage("detecting")
+	bps, err := b.choose(ctx, job)
+	if err != nil {
+		return nil, err
+	}
+	envDir := filepath.Join(job.WorkDir, "env")
+	if err := writeEnvDir(envDir, job.Env); err != nil {
+		return nil, fmt.Errorf("buildpack: write ENV_DIR: %w", err)
+	}
+	home := filepath.Join(job.WorkDir, "home")
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(job.CacheDir, 0o700); err != nil {
+		return nil, err
+	}
+	env := b.buildEnv(job, home)
+
+	stage("compiling")
+	compileCtx, cancel := context.WithTimeout(ctx, b.cfg.CompileTimeout)
+	defer cancel()
+	var exports []string
+	for _, bp := range bps {
+		Step(out, "%s app detected", bp.name)
+		start := time.Now()
+		argv := sourceExports(exports, filepath.Join(bp.src.dir, "bin", "compile"), job.BuildDir, job.CacheDir, envDir)
+		err := run(compileCtx, proc{argv: argv, dir: job.BuildDir, env: env, stdout: out})
+		log.Debug("compile finished", "buildpack", bp.src.url, "duration", time.Since(start), "err", err)
+		switch {
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case compileCtx.Err() != nil:
+			Warn(out, "Push rejected, compiling %s app timed out after %s.", bp.name, b.cfg.CompileTimeout)
+			return nil, fmt.Errorf("%w after %s", ErrTimeout, b.cfg.CompileTimeout)
+		case err != nil:
+			Warn(out, "Push rejected, failed to compile %s app.", bp.name)
+			return nil, fmt.Errorf("%w: %s: %v", ErrCompile, bp.src.url, err)
+		}
+		if exp := filepath.Join(bp.src.dir, "export"); fileExists(exp) {
+			exports = append(exports, exp)
+		}
+	}
+
+	defaults, err := b.release(ctx, bps, job.BuildDir, env)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		Warn(out, "Push rejected, %s", strings.TrimPrefix(err.Error(), "buildpack: "))
+		return nil, err
+	}
+	procfile, err := readProcfile(job.BuildDir)
+	if err != nil {
+		Warn(out, "Push rejected, %v", procfileMessage(err))
+		return nil, err
+	}
+	types := map[string]string{}
+	for k, v := range defaults {
+		types[k] = v
+	}
+	for k, v := range procfile {
+		types[k] = v
+	}
+	Step(out, "Discovering process types")
+	printTypes(out, procfile, defaults)
+
+	stage("packing")
+	Step(out, "Compressing...")
+	packed, err := Pack(job.BuildDir, job.Slug)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("buildpack: %w", err)
+	}
+	Detail(out, "Done: %s", Size(packed.Size))
+	if packed.Size > b.cfg.SlugHardLimit {
+		Warn(out, "Compiled slug size: %s is too large (max is %s).", Size(packed.Size), Limit(b.cfg.SlugHardLimit))
+		return nil, fmt.Errorf("%w: %s", ErrSlugTooLarge, Size(packed.Size))
+	}
+	if packed.Size > b.cfg.SlugSoftLimit {
+		Warn(out, "Warning: Your slug size (%s) exceeds the soft limit (%s), which may affect boot time.",
+			Size(packed.Size), Limit(b.cfg.SlugSoftLimit))
+	}
+	res := &Result{ProcessTypes: types, Slug: packed, Stack: b.cfg.Stack}
+	for _, bp := range bps {
+		res.Buildpacks = append(res.Buildpacks, bp.src.url)
+		res.Names = append(res.Names, bp.name)
+	}
+	return res, nil
+}
+
+// choose applies SPEC D1's precedence, fetches and detects, and prints the
+// "Using buildpack" lines.
+func (b *Builder) choose(ctx context.Context, job Job) ([]chosen, error) {
+	out := job.Output
+	var explicit []string
+	switch {
+	case len(job.Buildpacks) > 0:
+		explicit = job.Buildpacks
+	case strings.TrimSpace(job.Env["BUILDPACK_URL"]) != "":
+		explicit = []string{strings.TrimSpace(job.Env["BUILDPACK_URL"])}
+	default:
+		if data, err := os.ReadFile(filepath.Join(job.BuildDir, ".buildpacks")); err == nil {
+			explicit = ReadBuildpacksFile(data)
+		}
+	}
+	if len(explicit) > 0 {
+		printUsing(out, explicit)
+		origin := User
+		if job.TrustSource {
+			origin = Operator
+		}
+		var bps []chosen
+		for i, url := range explicit {
+			src, err := b.fetch(ctx, url, origin, filepath.Join(job.WorkDir, "buildpacks", strconv.Itoa(i)))
+			if err != nil {
+				return nil, b.fetchFailed(ctx, out, err)
+			}
+			name, ok, err := b.detect(ctx, src, job, true)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				Step(out, "App not compatible with buildpack: %s", url)
+				return nil, fmt.Errorf("%w: %s", ErrNotDetected, url)
+			}
+			bps = append(bps, chosen{src, name})
+		}
+		return bps, nil
+	}
+
+	var found []chosen
+	for i, url := range b.cfg.Defaults {
+		src, err := b.fetch(ctx, url, Operator, filepath.Join(job.WorkDir, "buildpacks", strconv.Itoa(i)))
+		if err != nil {
+			return nil, b.fetchFailed(ctx, out, err)
+		}
+		name, ok, err := b.detect(ctx, src, job, false)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			found = append(found, chosen{src, name})
+		}
+	}
+	if len(found) == 0 {
+		Warn(out, "No default buildpack detected this app.")
+		Warn(out, "Set one with `ssh git@HOST buildpacks:set APP URL` or list them in a .buildpacks file.")
+		return nil, ErrNotDetected
+	}
+	printUsing(out, []string{found[0].src.url})
+	if len(found) > 1 {
+		var names []string
+		for _, f := range found {
+			names = append(names, fmt.Sprintf("%s (%s)", f.src.url, f.name))
+		}
+		Warn(out, "Warning: several buildpacks detected this app: %s.", strings.Join(names, ", "))
+		Warn(out, "Using the first one. Set the buildpacks explicitly to choose.")
+	}
+	return found[:1], nil
+}
+
+func (b *Builder) fetchFailed(ctx context.Context, out io.Writer, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	Warn(out, "Push rejected, %s", strings.TrimPrefix(err.Error(), "buildpack: "))
+	return err
+}
+
+// detect runs bin/detect (SPEC C1). Only its stderr reaches the pusher (SPEC B5).
+func (b *Builder) detect(ctx context.Context, src source, job Job, explicit bool) (string, bool, error) {
+	bin := filepath.Join(src.dir, "bin", "detect")
+	if !fileExists(bin) {
+		// An explicitly chosen buildpack without bin/detect is taken at its word.
+		return filepath.Base(strings.TrimSuffix(strings.SplitN(src.url, "#", 2)[0], ".git")), explicit, nil
+	}
+	var stdout bytes.Buffer
+	home := filepath.Join(job.WorkDir, "home")
+	_ = os.MkdirAll(home, 0o700)
+	err := run(ctx, proc{argv: []string{bin, job.BuildDir}, dir: job.BuildDir, env: b.buildEnv(job, home),
+		stdout: &limitedBuffer{buf: &stdout, max: 4096}, stderr: job.Output})
+	if ctx.Err() != nil {
+		return "", false, ctx.Err()
+	}
+	if err != nil {
+		if exitCode(err) < 0 {
+			return "", false, fmt.Errorf("%w: %s: bin/detect: %v", ErrFetch, src.url, err)
+		}
+		return "", false, nil
+	}
+	name := strings.TrimSpace(strings.SplitN(stdout.String(), "\n", 2)[0])
+	if name == "" {
+		name = "App"
+	}
+	return name, true, nil
+}
+
+// release runs each buildpack's bin/release; the last one's default process
+// types win (SPEC C7).
+func (b *Builder) release(ctx context.Context, bps []chosen, buildDir string, env []string) (map[string]string, error) {
+	var defaults map[string]string
+	for _, bp := range bps {
+		bin := filepath.Join(bp.src.dir, "bin", "release")
+		if !fileExists(bin) {
+			defaults = nil
+			continue
+		}
+		var stdout, stderr bytes.Buffer
+		err := run(ctx, proc{argv: []string{bin, buildDir}, dir: buildDir, env: env,
+			stdout: &limitedBuffer{buf: &stdout, max: 1 << 20}, stderr: &limitedBuffer{buf: &stderr, max: 4096}})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %s", ErrRelease, bp.src.url, lastLine(stderr.String()+"\n"+err.Error()))
+		}
+		info, err := parseRelease(stdout.Bytes())
+		if err != nil {
+			return nil, fmt.Errorf("%w (%s)", err, bp.src.url)
+		}
+		defaults = info.DefaultProcessTypes
+	}
+	return defaults, nil
+}
+
+// buildEnv is a buildpack's whole environment (SPEC C4): built from nothing.
+func (b *Builder) buildEnv(job Job, home string) []string {
+	return []string{
+		"STACK=" + b.cfg.Stack,
+		"SOURCE_VERSION=" + job.SourceVersion,
+		"HOME=" + home,
+		"PATH=" + defaultPath,
+		"LANG=en_US.UTF-8",
+		"REQUEST_ID=" + job.ID,
+		"CURL_CONNECT_TIMEOUT=30",
+		"CURL_TIMEOUT=600",
+	}
+}
+
+// sourceExports runs compile after sourcing earlier buildpacks' export files
+// (SPEC C8), without building a shell string from paths.
+func sourceExports(exports []string, compile, buildDir, cacheDir, envDir string) []string {
+	if len(exports) == 0 {
+		return []string{compile, buildDir, cacheDir, envDir}
+	}
+	const script = `n=$1; shift; while [ "$n" -gt 0 ]; do . "$1"; shift; n=$((n-1)); done; exec "$@"`
+	argv := []string{"/bin/sh", "-c", script, "sh", strconv.Itoa(len(exports))}
+	argv = append(argv, exports...)
+	return append(argv, compile, buildDir, cacheDir, envDir)
+}
+
+func writeEnvDir(dir string, env map[string]string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for k, v := range env {
+		if k == "" || strings.ContainsAny(k, "/\x00") || k == "." || k == ".." {
+			continue
+		}
+		if err := os.WriteFile(filepath.Join(dir, k), []byte(v), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printUsing(out io.Writer, urls []string) {
+	if len(urls) == 1 {
+		Step(out, "Using buildpack: %s", urls[0])
+		return
+	}
+	Step(out, "Using buildpacks:")
+	for i, u := range urls {
+		Detail(out, "%d. %s", i+1, u)
+	}
+}
+
+func printTypes(out io.Writer, procfile, defaults map[string]string) {
+	list := func(m map[string]string) string {
+		if len(m) == 0 {
+			return "(none)"
+		}
+		names := make([]string, 0, len(m))
+		for k := range m {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		return strings.Join(names, ", ")
+	}
+	if len(defaults) == 0 {
+		Detail(out, "Procfile declares types -> %s", list(procfile))
+		return
+	}
+	Detail(out, "Procfile declares types     -> %s", list(procfile))
+	Detail(out, "Default types for buildpack -> %s", list(defaults))
+}
+
+func procfileMessage(err error) string {
+	return "Procfile" + strings.TrimPrefix(err.Error(), ErrProcfile.Error())
+}
+
+// Limit formats a configured size limit: whole units without a decimal ("500M").
+func Limit(n int64) string {
+	for _, u := range []struct {
+		size int64
+		unit string
+	}{{1 << 30, "G"}, {1 << 20, "M"}, {1 << 10, "K"}} {
+		if n >= u.size && n%u.size == 0 {
+			return strconv.FormatInt(n/u.size, 10) + u.unit
+		}
+	}
+	return Size(n)
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// limitedBuffer keeps at most max bytes and discards the rest, so a chatty
+// bin/detect cannot fill the server's memory.
+type limitedBuffer struct {
+	buf *bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - l.buf.Len(); room > 0 {
+		if len(p) > room {
+			l.buf.Write(p[:room])
+		} else {
+			l.buf.Write(p)
+		}
+	}
+	return len(p), nil
+}
+
