@@ -13,6 +13,11 @@ var (
 	ErrUnavailable = errors.New("coordination unavailable")
 	// ErrLeaseLost means a held lease could not be renewed or was taken over.
 	ErrLeaseLost = errors.New("cluster: lease lost")
+	// ErrBuildLost ends a follower whose build's node stopped heartbeating
+	// before the build finished (the node died or lost Redis).
+	ErrBuildLost = errors.New("cluster: build lost (its node stopped responding)")
+	// ErrClosed is returned by a closed Follower, Redis or Running.
+	ErrClosed = errors.New("cluster: closed")
 )
 
 // BusyError says who holds an app's lease.

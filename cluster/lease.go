@@ -23,9 +23,22 @@ type Lease interface {
 	Generation() int64
 	// Lost is closed if the lease can no longer be guaranteed (renewal failed).
 	Lost() <-chan struct{}
+	// Check answers, right before a write that matters, whether this lease is
+	// still held and its generation still the newest: nil, ErrLeaseLost, or an
+	// error wrapping ErrUnavailable when the backend cannot tell.
+	Check(ctx context.Context) error
 	// Release gives the lease up. It is safe to call more than once.
 	Release(ctx context.Context) error
 }
+
+// Leaser grants per-app leases: Local in process, Redis across nodes.
+type Leaser interface {
+	// Acquire takes app's lease for h, or returns a *BusyError naming the
+	// holder (errors.Is(err, ErrBusy)), or an error wrapping ErrUnavailable.
+	Acquire(ctx context.Context, app string, h Holder) (Lease, error)
+}
+
+var _ Leaser = (*Local)(nil)
 
 // Local is the in-process lease table of the embedded default (one node).
 type Local struct {
@@ -74,6 +87,17 @@ type localLease struct {
 func (l *localLease) Holder() Holder        { return l.holder }
 func (l *localLease) Generation() int64     { return l.gen }
 func (l *localLease) Lost() <-chan struct{} { return l.lost }
+
+// Check reports ErrLeaseLost once the lease was released (an in-process lease
+// is otherwise never lost, and its generation is the newest while it is held).
+func (l *localLease) Check(context.Context) error {
+	l.owner.mu.Lock()
+	defer l.owner.mu.Unlock()
+	if l.owner.held[l.app] != l {
+		return ErrLeaseLost
+	}
+	return nil
+}
 
 func (l *localLease) Release(context.Context) error {
 	l.owner.mu.Lock()
