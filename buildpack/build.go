@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sokoban-deploy/sokoban/internal/proc"
 )
 
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -142,7 +144,7 @@ func (b *Builder) Build(ctx context.Context, job Job) (*Result, error) {
 		Step(out, "%s app detected", bp.name)
 		start := time.Now()
 		argv := sourceExports(exports, filepath.Join(bp.src.dir, "bin", "compile"), job.BuildDir, job.CacheDir, envDir)
-		err := run(compileCtx, proc{argv: argv, dir: job.BuildDir, env: env, stdout: out})
+		err := proc.Run(compileCtx, proc.Cmd{Argv: argv, Dir: job.BuildDir, Env: env, Stdout: out})
 		log.Debug("compile finished", "buildpack", bp.src.url, "duration", time.Since(start), "err", err)
 		switch {
 		case ctx.Err() != nil:
@@ -297,13 +299,13 @@ func (b *Builder) detect(ctx context.Context, src source, job Job, explicit bool
 	var stdout bytes.Buffer
 	home := filepath.Join(job.WorkDir, "home")
 	_ = os.MkdirAll(home, 0o700)
-	err := run(ctx, proc{argv: []string{bin, job.BuildDir}, dir: job.BuildDir, env: b.buildEnv(job, home),
-		stdout: &limitedBuffer{buf: &stdout, max: 4096}, stderr: job.Output})
+	err := proc.Run(ctx, proc.Cmd{Argv: []string{bin, job.BuildDir}, Dir: job.BuildDir, Env: b.buildEnv(job, home),
+		Stdout: &limitedBuffer{buf: &stdout, max: 4096}, Stderr: job.Output})
 	if ctx.Err() != nil {
 		return "", false, ctx.Err()
 	}
 	if err != nil {
-		if exitCode(err) < 0 {
+		if proc.ExitCode(err) < 0 {
 			return "", false, fmt.Errorf("%w: %s: bin/detect: %v", ErrFetch, src.url, err)
 		}
 		return "", false, nil
@@ -326,8 +328,8 @@ func (b *Builder) release(ctx context.Context, bps []chosen, buildDir string, en
 			continue
 		}
 		var stdout, stderr bytes.Buffer
-		err := run(ctx, proc{argv: []string{bin, buildDir}, dir: buildDir, env: env,
-			stdout: &limitedBuffer{buf: &stdout, max: 1 << 20}, stderr: &limitedBuffer{buf: &stderr, max: 4096}})
+		err := proc.Run(ctx, proc.Cmd{Argv: []string{bin, buildDir}, Dir: buildDir, Env: env,
+			Stdout: &limitedBuffer{buf: &stdout, max: 1 << 20}, Stderr: &limitedBuffer{buf: &stderr, max: 4096}})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %s", ErrRelease, bp.src.url, lastLine(stderr.String()+"\n"+err.Error()))
 		}

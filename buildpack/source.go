@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/sokoban-deploy/sokoban/internal/proc"
 )
 
 // Origin says who chose a buildpack URL. Only the operator may name paths on
@@ -97,7 +99,7 @@ func (b *Builder) gitClone(ctx context.Context, repo, ref, dst string) error {
 	var out bytes.Buffer
 	git := func(dir string, args ...string) error {
 		out.Reset()
-		err := run(ctx, proc{argv: append([]string{b.cfg.Git}, args...), dir: dir, env: gitEnv(), stdout: &out})
+		err := proc.Run(ctx, proc.Cmd{Argv: append([]string{b.cfg.Git}, args...), Dir: dir, Env: gitEnv(), Stdout: &out})
 		if err != nil {
 			msg := strings.TrimSpace(out.String())
 			if ctx.Err() == context.DeadlineExceeded {
