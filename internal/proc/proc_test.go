@@ -59,7 +59,16 @@ func TestRunCancelKillsGroup(t *testing.T) {
 	go func() {
 		done <- Run(ctx, Cmd{Argv: []string{"/bin/sh", "-c", "sleep 1000 & echo $! > " + pidFile + "; wait"}})
 	}()
-	waitFor(t, func() bool { _, err := os.Stat(pidFile); return err == nil })
+	waitFor(t, func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("Run returned before cancel: %v", err)
+		default:
+		}
+		// The shell creates the file before writing the pid into it.
+		b, _ := os.ReadFile(pidFile)
+		return strings.HasSuffix(string(b), "\n")
+	})
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run after cancel = %v", err)
