@@ -222,3 +222,6 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 	}
 	return out.Close()
 }
+
+// CopyDir copies a source directory for a build, leaving .git out.
+func CopyDir(src, dst string) error { return copyTree(src, dst) }

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os/exec"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sokoban-deploy/sokoban/buildpack"
+	"github.com/sokoban-deploy/sokoban/cluster"
+	"github.com/sokoban-deploy/sokoban/keys"
+	"github.com/sokoban-deploy/sokoban/receiver"
+	"github.com/sokoban-deploy/sokoban/release"
+	"github.com/sokoban-deploy/sokoban/sshd"
+)
+
+type serveFlags struct {
+	storeFlags
+	listen         string
+	node           string
+	buildpacks     listFlag
+	hostKeys       listFlag
+	stack          string
+	compileTimeout time.Duration
+	slugSoft       sizeFlag
+	slugHard       sizeFlag
+	maxInput       sizeFlag
+	autoCreate     bool
+	logFormat      string
+	logLevel       string
+	drainTimeout   time.Duration
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
+	fs := newFlags("serve", stderr)
+	f := serveFlags{slugSoft: 300 << 20, slugHard: 500 << 20}
+	f.storeFlags.register(fs)
+	fs.StringVar(&f.listen, "listen", ":2222", "SSH listen address")
+	fs.StringVar(&f.node, "node", hostname(), "this node's name in status and logs")
+	fs.Var(&f.buildpacks, "buildpacks", "default buildpacks, comma-separated or repeated: local directories or git URLs, auto-detected in order")
+	fs.Var(&f.hostKeys, "host-key", "host key file (repeatable); default: generated under DATA/host_keys")
+	fs.StringVar(&f.stack, "stack", "heroku-24", "stack name shown to buildpacks as STACK")
+	fs.DurationVar(&f.compileTimeout, "compile-timeout", 15*time.Minute, "limit for compiling one push")
+	fs.Var(&f.slugSoft, "slug-soft-limit", "slug size that prints a warning (K/M/G)")
+	fs.Var(&f.slugHard, "slug-hard-limit", "slug size that rejects the push (K/M/G)")
+	fs.Var(&f.maxInput, "max-push-size", "largest pack a push may send (receive.maxInputSize, K/M/G; 0 for no limit)")
+	fs.BoolVar(&f.autoCreate, "auto-create", true, "let any registered user create an app by pushing to a new name")
+	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&f.drainTimeout, "drain-timeout", 5*time.Minute, "on SIGTERM, how long running pushes may finish")
+	if err := parseFlags(fs, args, getenv); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		return fail(stderr, "serve takes no arguments (got %q)", fs.Args())
+	}
+	log, err := newLogger(stderr, f.logFormat, f.logLevel)
+	if err != nil {
+		return fail(stderr, "%v", err)
+	}
+	if err := runServer(ctx, f, log); err != nil {
+		log.Error("server stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %v", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+}
+
+func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
+	data, err := f.dataDir()
+	if err != nil {
+		return err
+	}
+	unlock, err := lockDataDir(data)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if _, err := exec.LookPath("git"); err != nil {
+		return errors.New("git is not installed (apt-get install git)")
+	}
+	store, storeURL, err := f.open(ctx, log)
+	if err != nil {
+		return err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find own binary for the git hook: %w", err)
+	}
+	defaults, err := resolveBuildpacks(f.buildpacks)
+	if err != nil {
+		return err
+	}
+	keyStore := keys.NewStore(store, 2*time.Second)
+	access := keys.NewLocal(keys.NewApps(store), f.autoCreate)
+	builder := buildpack.New(buildpack.Config{
+		Stack: f.stack, Defaults: defaults, CompileTimeout: f.compileTimeout,
+		SlugSoftLimit: int64(f.slugSoft), SlugHardLimit: int64(f.slugHard), Logger: log,
+	})
+	recv, err := receiver.New(receiver.Config{
+		DataDir: data, Node: f.node, Hook: []string{exe, "hook", "pre-receive"},
+		MaxInputSize: int64(f.maxInput), Logger: log,
+	}, receiver.Deps{
+		Store: store, Leases: cluster.NewLocal(), Builder: builder,
+		Releaser: release.NewLocal(store), Settings: release.NewLocalSettings(store), Access: access,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = recv.Close() }()
+	hostKeys, err := sshd.LoadHostKeys(filepath.Join(data, "host_keys"), f.hostKeys)
+	if err != nil {
+		return err
+	}
+	srv := sshd.New(sshd.Config{HostKeys: hostKeys, Version: Version(), Logger: log},
+		sshd.Deps{Keys: keyStore, Access: access, Git: recv})
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	addr := ln.Addr().String()
+	// Tests and scripts that listen on port 0 read the real address here.
+	_ = os.WriteFile(filepath.Join(data, "listen.addr"), []byte(addr+"\n"), 0o600)
+	log.Info("sokoban listening", "addr", addr, "node", f.node, "data", data, "store", storeURL,
+		"version", Version(), "buildpacks", strings.Join(defaults, ","))
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "drain_timeout", f.drainTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown", "err", err)
+	}
+	_ = srv.Close()
+	return nil
+}
+
+// resolveBuildpacks makes local buildpack paths absolute, so they do not depend
+// on the directory the server happened to start in.
+func resolveBuildpacks(list []string) ([]string, error) {
+	var out []string
+	for _, u := range list {
+		if !strings.Contains(u, "://") && !strings.Contains(u, "@") {
+			if st, err := os.Stat(u); err == nil && st.IsDir() {
+				abs, err := filepath.Abs(u)
+				if err != nil {
+					return nil, err
+				}
+				u = abs
+			} else if !strings.Contains(u, "/") || strings.HasPrefix(u, ".") || strings.HasPrefix(u, "/") {
+				return nil, fmt.Errorf("--buildpacks: %s is not a directory", u)
+			}
+		}
+		out = append(out, u)
+	}
+	return out, nil
+}
+
+// lockDataDir makes sure only one server uses a data directory.
+func lockDataDir(data string) (func(), error) {
+	f, err := os.OpenFile(filepath.Join(data, "sokoban.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("another sokoban serve is using %s", data)
+	}
+	return func() { _ = f.Close() }, nil
+}

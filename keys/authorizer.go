@@ -1,0 +1,45 @@
+package keys
+
+import (
+	"context"
+	"errors"
+)
+
+// Local is the embedded default's access decision source: access records in
+// stow, decided by Decide. Heroku mode has its own implementation.
+type Local struct {
+	apps       *Apps
+	autoCreate bool
+}
+
+// NewLocal returns the local authorizer. With autoCreate, any registered user
+// creates an app by pushing to a new name and becomes its owner.
+func NewLocal(apps *Apps, autoCreate bool) *Local { return &Local{apps: apps, autoCreate: autoCreate} }
+
+// Level is u's access to app. An app that does not exist yields Owner when u may
+// create it by pushing, else NoAccess.
+func (l *Local) Level(ctx context.Context, u User, app string) (Level, error) {
+	rec, err := l.apps.Get(ctx, app)
+	if errors.Is(err, ErrNoApp) {
+		rec = nil
+	} else if err != nil {
+		return NoAccess, err
+	}
+	return Decide(u, rec, l.autoCreate), nil
+}
+
+// Exists reports whether app has an access record.
+func (l *Local) Exists(ctx context.Context, app string) (bool, error) {
+	_, err := l.apps.Get(ctx, app)
+	if errors.Is(err, ErrNoApp) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Claim makes u the owner of app if it has no owner yet. The caller holds the
+// app's lease, so two first pushes cannot both claim it.
+func (l *Local) Claim(ctx context.Context, u User, app string) error {
+	_, err := l.apps.Create(ctx, app, u.Name)
+	return err
+}

@@ -1,0 +1,5 @@
+// Package sshd is Sokoban's SSH front door: host keys, public-key authentication,
+// the command table, limits, keepalives and exit status. It resolves who is
+// connecting and what they asked for, then hands git commands to the receiver;
+// it never runs git, builds, or touches storage itself.
+package sshd
