@@ -281,4 +281,3 @@ func (d *drainWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
-

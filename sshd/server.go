@@ -103,14 +103,14 @@ func New(cfg Config, deps Deps) *Server {
 		s.order = append(s.order, &c)
 	}
 	s.srv = &ssh.Server{
-		Version:                    "sokoban_" + sanitizeVersion(cfg.Version),
-		HostSigners:                toSigners(cfg.HostKeys),
-		Handler:                    s.handle,
-		PublicKeyHandler:           s.publicKey,
-		ServerConfigCallback:       s.serverConfig,
-		ConnCallback:               s.connCallback,
-		ConnectionFailedCallback:   s.connFailed,
-		PtyCallback:                func(ssh.Context, ssh.Pty) bool { return false },
+		Version:                  "sokoban_" + sanitizeVersion(cfg.Version),
+		HostSigners:              toSigners(cfg.HostKeys),
+		Handler:                  s.handle,
+		PublicKeyHandler:         s.publicKey,
+		ServerConfigCallback:     s.serverConfig,
+		ConnCallback:             s.connCallback,
+		ConnectionFailedCallback: s.connFailed,
+		PtyCallback:              func(ssh.Context, ssh.Pty) bool { return false },
 		LocalPortForwardingCallback: func(ssh.Context, string, uint32) bool {
 			return false
 		},

@@ -110,4 +110,3 @@ func printKeys(w io.Writer, list []keys.Key, asJSON bool) int {
 	_ = tw.Flush()
 	return 0
 }
-
