@@ -3,8 +3,10 @@ package buildpack
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -239,7 +241,7 @@ func (b *Builder) choose(ctx context.Context, job Job) ([]chosen, error) {
 			}
 			name, ok, err := b.detect(ctx, src, job, true)
 			if err != nil {
-				return nil, err
+				return nil, b.fetchFailed(ctx, out, err)
 			}
 			if !ok {
 				Step(out, "App not compatible with buildpack: %s", url)
@@ -258,7 +260,7 @@ func (b *Builder) choose(ctx context.Context, job Job) ([]chosen, error) {
 		}
 		name, ok, err := b.detect(ctx, src, job, false)
 		if err != nil {
-			return nil, err
+			return nil, b.fetchFailed(ctx, out, err)
 		}
 		if ok {
 			found = append(found, chosen{src, name})
@@ -285,7 +287,16 @@ func (b *Builder) fetchFailed(ctx context.Context, out io.Writer, err error) err
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	Warn(out, "Push rejected, %s", strings.TrimPrefix(err.Error(), "buildpack: "))
+	msg := err.Error()
+	switch {
+	case errors.Is(err, ErrFetch):
+		msg = "could not fetch buildpack " + strings.TrimPrefix(msg, ErrFetch.Error()+": ")
+	case errors.Is(err, ErrBroken):
+		msg = "buildpack " + strings.TrimPrefix(msg, ErrBroken.Error()+": ")
+	default:
+		msg = strings.TrimPrefix(msg, "buildpack: ")
+	}
+	Warn(out, "Push rejected, %s", msg)
 	return err
 }
 
@@ -306,7 +317,7 @@ func (b *Builder) detect(ctx context.Context, src source, job Job, explicit bool
 	}
 	if err != nil {
 		if proc.ExitCode(err) < 0 {
-			return "", false, fmt.Errorf("%w: %s: bin/detect: %v", ErrFetch, src.url, err)
+			return "", false, fmt.Errorf("%w: %s: bin/detect could not run: %s (are the bin/ scripts executable?)", ErrBroken, src.url, rootCause(err))
 		}
 		return "", false, nil
 	}
@@ -452,4 +463,14 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// rootCause is the innermost error, e.g. "permission denied" rather than the
+// whole fork/exec chain with server paths in it.
+func rootCause(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	return err.Error()
 }

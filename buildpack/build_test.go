@@ -373,3 +373,18 @@ func keys(m map[string]string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// SPEC B9: a buildpack whose scripts cannot run still gets a reason, not a bare
+// "Push failed".
+func TestBuildUnrunnableDetect(t *testing.T) {
+	t.Parallel()
+	bp := writeBuildpack(t, "echo X", "true", "")
+	if err := os.Chmod(filepath.Join(bp, "bin", "detect"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f := newJob(t, nil)
+	_, err := build(t, Config{Defaults: []string{bp}}, f)
+	if !errors.Is(err, ErrBroken) || !strings.Contains(f.out.String(), "bin/detect could not run: permission denied") {
+		t.Fatalf("err = %v\n%s", err, f.out)
+	}
+}

@@ -6,6 +6,7 @@ import "errors"
 // one of these; callers add their own closing line (" !     Push failed").
 var (
 	ErrFetch         = errors.New("buildpack: fetch failed")
+	ErrBroken        = errors.New("buildpack: broken buildpack")
 	ErrNotDetected   = errors.New("buildpack: no buildpack detected the app")
 	ErrCompile       = errors.New("buildpack: compile failed")
 	ErrRelease       = errors.New("buildpack: bin/release failed")
