@@ -168,7 +168,7 @@ func (p *push) build(u refUpdate, qenv []string, hookEnv map[string]string, out 
 		buildpack.Warn(out, "Push rejected, the pushed commit could not be read (%v).", err)
 		return failed(StatusFailed, "export source")
 	}
-	settings, err := r.deps.Settings.Get(ctx, app)
+	settings, err := r.deps.Settings.BuildSettings(ctx, p.req.User.Name, app)
 	if err != nil {
 		p.log.Error("app settings", "err", err)
 		buildpack.Warn(out, "Push rejected, the app's settings could not be read; try again in a moment.")

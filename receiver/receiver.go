@@ -35,9 +35,10 @@ type Releaser interface {
 	Create(ctx context.Context, app string, req release.Request) (release.Release, error)
 }
 
-// Settings supplies an app's config vars and buildpack setting.
+// Settings supplies an app's config vars and buildpack setting for a build by
+// user (Heroku mode reads them with that user's credentials).
 type Settings interface {
-	Get(ctx context.Context, app string) (release.Settings, error)
+	BuildSettings(ctx context.Context, user, app string) (release.Settings, error)
 }
 
 // Access is the access decision for pushes (keys.Local, or Heroku mode's).

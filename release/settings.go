@@ -45,3 +45,8 @@ func (l *LocalSettings) Put(ctx context.Context, app string, s Settings) error {
 	}
 	return nil
 }
+
+// BuildSettings is Get for a build; locally every user sees the same settings.
+func (l *LocalSettings) BuildSettings(ctx context.Context, _, app string) (Settings, error) {
+	return l.Get(ctx, app)
+}

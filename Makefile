@@ -1,0 +1,55 @@
+# Sokoban: `make run` serves on the embedded default, `make test` installs what
+# the tests need and runs them all. CI (.ci/run) calls `make test`.
+
+GO       ?= go
+BIN      ?= bin/sokoban
+DATA     ?= ./data
+LISTEN   ?= 127.0.0.1:2222
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+LINT     := $(shell $(GO) env GOPATH)/bin/golangci-lint
+LINT_VERSION := v2.15.0
+
+.PHONY: all build run deps test test-only lint vet bench clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sokoban
+
+# One node, all state under $(DATA), the example buildpack as the default.
+run: build
+	$(BIN) serve --data $(DATA) --listen $(LISTEN) --buildpacks ./examples/buildpacks/static
+
+# Everything the tests need: Debian packages (git, OpenSSH client, redis-server,
+# bubblewrap, systemd for systemd-analyze) and Go modules.
+deps:
+	@missing=""; \
+	for p in git:git ssh:openssh-client ssh-keygen:openssh-client redis-server:redis-server bwrap:bubblewrap systemd-analyze:systemd; do \
+		cmd=$${p%%:*}; pkg=$${p##*:}; \
+		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	$(GO) mod download
+
+test: deps test-only
+
+test-only: vet
+	$(GO) test -race -timeout 20m ./...
+
+vet:
+	$(GO) vet ./...
+
+lint:
+	@test -x $(LINT) || GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
+	$(LINT) run ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./bench/...
+
+clean:
+	rm -rf bin
