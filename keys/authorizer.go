@@ -16,8 +16,8 @@ type Local struct {
 // creates an app by pushing to a new name and becomes its owner.
 func NewLocal(apps *Apps, autoCreate bool) *Local { return &Local{apps: apps, autoCreate: autoCreate} }
 
-// Level is u's access to app. An app that does not exist yields Owner when u may
-// create it by pushing, else NoAccess.
+// Level is u's access to an existing app; an app that does not exist yields
+// NoAccess (Admin for admins), so no one can touch an app before it is created.
 func (l *Local) Level(ctx context.Context, u User, app string) (Level, error) {
 	rec, err := l.apps.Get(ctx, app)
 	if errors.Is(err, ErrNoApp) {
@@ -25,7 +25,17 @@ func (l *Local) Level(ctx context.Context, u User, app string) (Level, error) {
 	} else if err != nil {
 		return NoAccess, err
 	}
-	return Decide(u, rec, l.autoCreate), nil
+	return Decide(u, rec, false), nil
+}
+
+// MayCreate reports whether u may create app by pushing to it: it does not
+// exist yet, and auto-create is on (admins always may).
+func (l *Local) MayCreate(ctx context.Context, u User, app string) (bool, error) {
+	exists, err := l.Exists(ctx, app)
+	if err != nil || exists {
+		return false, err
+	}
+	return Decide(u, nil, l.autoCreate) >= Owner, nil
 }
 
 // Exists reports whether app has an access record.

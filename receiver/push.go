@@ -13,7 +13,6 @@ import (
 
 	"github.com/sokoban-deploy/sokoban/cluster"
 	"github.com/sokoban-deploy/sokoban/internal/proc"
-	"github.com/sokoban-deploy/sokoban/keys"
 )
 
 // Build results, as records and `status` show them.
@@ -36,8 +35,9 @@ type push struct {
 	req   Request
 	id    string
 	log   *slog.Logger
-	lease cluster.Lease
-	start time.Time
+	lease   cluster.Lease
+	running cluster.Running
+	start   time.Time
 
 	// ctx ends when the client goes away, on cancel, on lease loss or shutdown.
 	ctx    context.Context
@@ -68,12 +68,22 @@ func (p *push) setStage(stage string) {
 		p.stages = append(p.stages, StageTime{Name: p.stage, Seconds: now.Sub(p.stageStart).Seconds()})
 	}
 	p.stage, p.stageStart = stage, now
+	if p.running != nil {
+		p.running.SetStage(p.ctx, stage)
+	}
 }
 
 func (p *push) currentStage() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.stage
+}
+
+// result is the push's status once it has one.
+func (p *push) result() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status
 }
 
 func (p *push) finish(status, reason string) {
@@ -92,6 +102,17 @@ func (r *Receiver) ReceivePack(ctx context.Context, req Request) int {
 	defer r.wg.Done()
 	id := NewBuildID()
 	log := r.log.With("conn", req.ConnID, "push", id, "app", req.App, "user", req.User.Name)
+
+	// SPEC F4: a disabled app (or server) refuses pushes before anything starts.
+	if msg, err := r.pushesDisabled(ctx, req.App); err != nil {
+		log.Error("read disable switches", "err", err)
+		_ = RefuseGit(req.Stdout, "the server could not check whether pushes are enabled; try again in a moment")
+		return 1
+	} else if msg != "" {
+		log.Info("push refused: disabled", "reason", msg)
+		_ = RefuseGit(req.Stdout, msg)
+		return 1
+	}
 
 	lease, err := r.deps.Leases.Acquire(ctx, req.App, cluster.Holder{User: req.User.Name, Node: r.cfg.Node, BuildID: id, Since: time.Now()})
 	if err != nil {
@@ -119,11 +140,22 @@ func (r *Receiver) ReceivePack(ctx context.Context, req Request) int {
 		}
 		rcancel()
 	}()
+	running, err := r.deps.Registry.Start(ctx, cluster.Build{ID: id, App: req.App, User: req.User.Name, Node: r.cfg.Node, Stage: "queued"})
+	if err != nil {
+		log.Error("push refused: registry", "err", err)
+		_ = RefuseGit(req.Stdout, "coordination unavailable: the server cannot register the build; try again in a moment")
+		return 1
+	}
+	p.running = running
+	defer func() { running.Finish(context.WithoutCancel(ctx), p.result()) }()
 	go func() {
 		select {
 		case <-lease.Lost():
 			log.Error("lease lost mid-push; cancelling")
 			cancel(cluster.ErrLeaseLost)
+		case by := <-running.Cancelled():
+			log.Info("push cancelled", "by", by)
+			cancel(&CancelledError{By: by})
 		case <-pctx.Done():
 		}
 	}()
@@ -143,13 +175,13 @@ func (r *Receiver) ReceivePack(ctx context.Context, req Request) int {
 func (p *push) run() int {
 	r, req := p.r, p.req
 	p.setStage("queued")
-	level, err := r.deps.Access.Level(p.ctx, req.User, req.App)
+	ok, err := mayPush(p.ctx, r.deps.Access, req.User, req.App)
 	if err != nil {
 		p.log.Error("access check failed", "err", err)
 		_ = RefuseGit(req.Stdout, "the server could not check your access; try again in a moment")
 		return 1
 	}
-	if level < keys.Collaborator {
+	if !ok {
 		_ = RefuseGit(req.Stdout, "no such app: "+req.App)
 		return 1
 	}
@@ -240,6 +272,13 @@ func (p *push) after(before map[string]string, code int, logPath string) int {
 	p.mu.Unlock()
 	switch {
 	case p.ctx.Err() != nil && (verdict == nil || !*verdict):
+		if verdict == nil {
+			// Cancelled before the build started: there is no hook to say it.
+			var c *CancelledError
+			if errors.As(context.Cause(p.ctx), &c) {
+				fmt.Fprintf(p.req.Stderr, " !     Build cancelled by %s\n", c.By)
+			}
+		}
 		p.finish(StatusCancelled, context.Cause(p.ctx).Error())
 		code = 1
 	case verdict != nil && !*verdict:

@@ -43,8 +43,21 @@ type Settings interface {
 
 // Access is the access decision for pushes (keys.Local, or Heroku mode's).
 type Access interface {
+	// Level is u's access to an existing app (NoAccess when it does not exist).
 	Level(ctx context.Context, u keys.User, app string) (keys.Level, error)
+	// MayCreate says whether u's push may create app.
+	MayCreate(ctx context.Context, u keys.User, app string) (bool, error)
+	// Claim makes u the owner of app if it has none yet.
 	Claim(ctx context.Context, u keys.User, app string) error
+}
+
+// mayPush is the push decision: collaborator access, or creating a new app.
+func mayPush(ctx context.Context, a Access, u keys.User, app string) (bool, error) {
+	level, err := a.Level(ctx, u, app)
+	if err != nil || level >= keys.Collaborator {
+		return level >= keys.Collaborator, err
+	}
+	return a.MayCreate(ctx, u, app)
 }
 
 // Config is the receiver's node-local configuration.
@@ -57,6 +70,7 @@ type Config struct {
 	Heartbeat      time.Duration
 	ReleaseTimeout time.Duration // how long a sent release may take; default 2m
 	StowTimeout    time.Duration // how long stowing the repository may take; default 10m
+	KeepBuilds     int           // build records (and logs) kept per app; default 100
 	Logger         *slog.Logger
 }
 
@@ -68,6 +82,9 @@ type Deps struct {
 	Releaser Releaser
 	Settings Settings
 	Access   Access
+	// Registry makes running builds visible to status, cancel and logs -f on
+	// every node.
+	Registry cluster.Registry
 }
 
 // Receiver serves pushes and clones on this node.
@@ -97,6 +114,9 @@ func New(cfg Config, deps Deps) (*Receiver, error) {
 	}
 	if cfg.StowTimeout <= 0 {
 		cfg.StowTimeout = 10 * time.Minute
+	}
+	if cfg.KeepBuilds <= 0 {
+		cfg.KeepBuilds = 100
 	}
 	if len(cfg.Hook) == 0 {
 		return nil, fmt.Errorf("receiver: no hook command configured")

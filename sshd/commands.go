@@ -213,6 +213,17 @@ func (s *Server) serveGit(c *call, raw string) int {
 	if verb == "git-receive-pack" {
 		need = keys.Collaborator
 	}
+	if level < need && verb == "git-receive-pack" {
+		// A push to a new name may create the app; the receiver decides again
+		// under the lease.
+		if ok, err := s.deps.Access.MayCreate(c.ctx, c.user, app); err != nil {
+			c.log.Error("access check failed", "err", err)
+			_ = receiver.RefuseGit(c.stdout, "could not check your access; try again in a moment")
+			return 1
+		} else if ok {
+			level = need
+		}
+	}
 	if level < need {
 		_ = receiver.RefuseGit(c.stdout, "no such app: "+app)
 		return 1

@@ -26,7 +26,10 @@ type KeyLookup interface {
 
 // Access is the access decision (keys.Local, or Heroku mode's).
 type Access interface {
+	// Level is u's access to an existing app (NoAccess when it does not exist).
 	Level(ctx context.Context, u keys.User, app string) (keys.Level, error)
+	// MayCreate says whether u's push may create app.
+	MayCreate(ctx context.Context, u keys.User, app string) (bool, error)
 }
 
 // Git serves git commands for an app (receiver.Receiver).

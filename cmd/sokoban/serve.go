@@ -114,6 +114,7 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 		return err
 	}
 	keyStore := keys.NewStore(store, 2*time.Second)
+	registry := cluster.NewLocalRegistry(f.node)
 	access := keys.NewLocal(keys.NewApps(store), f.autoCreate)
 	builder := buildpack.New(buildpack.Config{
 		Stack: f.stack, Defaults: defaults, CompileTimeout: f.compileTimeout,
@@ -125,6 +126,7 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 	}, receiver.Deps{
 		Store: store, Leases: cluster.NewLocal(), Builder: builder,
 		Releaser: release.NewLocal(store), Settings: release.NewLocalSettings(store), Access: access,
+		Registry: registry,
 	})
 	if err != nil {
 		return err
