@@ -56,6 +56,10 @@ func isDeployBranch(ref string) bool {
 // when the deploy branch moves. Everything written to w reaches the pusher as
 // "remote:" lines as it is written (SPEC A2).
 func (p *push) preReceive(h hookRequest, w io.Writer, logFile io.Writer) (ok bool) {
+	p.mu.Lock()
+	p.hookRunning = true
+	p.mu.Unlock()
+	defer close(p.hookDone)
 	out := newOutput(w, io.MultiWriter(logFile, p.running.Output()), p.r.cfg.Heartbeat, p.currentStage)
 	defer out.stop()
 	defer func() {

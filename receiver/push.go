@@ -39,9 +39,13 @@ type push struct {
 	running cluster.Running
 	start   time.Time
 
-	// ctx ends when the client goes away, on cancel, on lease loss or shutdown.
+	// ctx ends when the client goes away, on cancel, on lease loss or shutdown;
+	// client ends only when the client goes away (or the server closes).
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	client context.Context
+	// hookDone is closed when the pre-receive stage has given its verdict.
+	hookDone chan struct{}
 
 	repoDir string
 	base    *manifest
@@ -52,6 +56,7 @@ type push struct {
 	stageStart  time.Time
 	stages      []StageTime
 	releaseSent bool
+	hookRunning bool
 	status      string
 	reason      string
 	commit      string
@@ -131,7 +136,8 @@ func (r *Receiver) ReceivePack(ctx context.Context, req Request) int {
 		return 1
 	}
 	pctx, cancel := context.WithCancelCause(ctx)
-	p := &push{r: r, req: req, id: id, log: log, lease: lease, start: time.Now(), ctx: pctx, cancel: cancel, status: StatusRunning}
+	p := &push{r: r, req: req, id: id, log: log, lease: lease, start: time.Now(), ctx: pctx, cancel: cancel,
+		client: ctx, hookDone: make(chan struct{}), status: StatusRunning}
 	defer func() {
 		cancel(nil)
 		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -232,15 +238,7 @@ func (p *push) run() int {
 	// after that it must live to move the refs (SPEC A12).
 	gitCtx, stopGit := context.WithCancel(context.WithoutCancel(p.ctx))
 	defer stopGit()
-	go func() {
-		<-p.ctx.Done()
-		p.mu.Lock()
-		sent := p.releaseSent
-		p.mu.Unlock()
-		if !sent {
-			stopGit()
-		}
-	}()
+	go p.stopGitWhenDone(gitCtx, stopGit)
 	p.setStage("receiving")
 	argv := append([]string{r.cfg.Git}, receivePackConfig(r.hdir, r.cfg.MaxInputSize)...)
 	argv = append(argv, "receive-pack", p.repoDir)
@@ -261,6 +259,53 @@ func (p *push) run() int {
 		p.log.Info("receive-pack ended", "err", err)
 	}
 	return p.after(before, code, logFile.Name())
+}
+
+// stopGitWhenDone kills receive-pack when the push ends early. A client that is
+// gone gets no more output, so git dies at once; a push cancelled while its
+// build runs first lets the hook tell the pusher why (its build stops at once
+// either way).
+func (p *push) stopGitWhenDone(gitCtx context.Context, stopGit context.CancelFunc) {
+	select {
+	case <-p.ctx.Done():
+	case <-gitCtx.Done():
+		return
+	}
+	p.mu.Lock()
+	sent := p.releaseSent
+	p.mu.Unlock()
+	if sent {
+		return
+	}
+	if p.client.Err() != nil || !p.hookStarted() {
+		stopGit()
+		return
+	}
+	// The hook is saying why; after its verdict receive-pack ends on its own.
+	grace := time.NewTimer(30 * time.Second)
+	defer grace.Stop()
+	select {
+	case <-p.hookDone:
+	case <-p.client.Done():
+		stopGit()
+		return
+	case <-grace.C:
+		stopGit()
+		return
+	}
+	select {
+	case <-gitCtx.Done():
+	case <-p.client.Done():
+		stopGit()
+	case <-grace.C:
+		stopGit()
+	}
+}
+
+func (p *push) hookStarted() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.hookRunning
 }
 
 // after stows the repository if refs moved, records the push and settles the

@@ -37,6 +37,7 @@ type serveFlags struct {
 	logFormat      string
 	logLevel       string
 	drainTimeout   time.Duration
+	keepBuilds     int
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
@@ -56,6 +57,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(str
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&f.drainTimeout, "drain-timeout", 5*time.Minute, "on SIGTERM, how long running pushes may finish")
+	fs.IntVar(&f.keepBuilds, "keep-builds", 100, "build records and logs kept per app")
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return 2
 	}
@@ -122,7 +124,7 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 	})
 	recv, err := receiver.New(receiver.Config{
 		DataDir: data, Node: f.node, Hook: []string{exe, "hook", "pre-receive"},
-		MaxInputSize: int64(f.maxInput), Logger: log,
+		MaxInputSize: int64(f.maxInput), KeepBuilds: f.keepBuilds, Logger: log,
 	}, receiver.Deps{
 		Store: store, Leases: cluster.NewLocal(), Builder: builder,
 		Releaser: release.NewLocal(store), Settings: release.NewLocalSettings(store), Access: access,
@@ -137,7 +139,9 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 		return err
 	}
 	srv := sshd.New(sshd.Config{HostKeys: hostKeys, Version: Version(), Logger: log},
-		sshd.Deps{Keys: keyStore, Access: access, Git: recv})
+		sshd.Deps{Keys: keyStore, Access: access, Git: recv, Commands: sshd.AppCommands(appDeps(appWiring{
+			access: access, registry: registry, recv: recv, store: store, keys: keyStore,
+		}))})
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
