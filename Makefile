@@ -48,8 +48,13 @@ lint:
 	@test -x $(LINT) || GOFLAGS= $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(LINT_VERSION)
 	$(LINT) run ./...
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchtime 5x ./bench/...
+# Pushes through Sokoban against the same pushes through plain OpenSSH +
+# git receive-pack, alternating, in one run; prints both and their ratio.
+# Needs root: it runs its own sshd with a dedicated git-shell user.
+bench: deps
+	@command -v /usr/sbin/sshd >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssh-server; }
+	$(GO) test -run '^$$' -bench . -benchtime 10x -timeout 30m ./bench/
 
 clean:
 	rm -rf bin
