@@ -8,11 +8,13 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sokoban-deploy/sokoban/internal/proc"
@@ -25,17 +27,44 @@ type Config struct {
 	Stack          string        // shown and exported as STACK; default heroku-24
 	Defaults       []string      // default buildpacks, auto-detected in order
 	Git            string        // git binary; default "git"
-	FetchTimeout   time.Duration // per buildpack fetch; default 5m
+	FetchTimeout   time.Duration // per buildpack fetch attempt; default 5m (SPEC D3)
+	FetchRetries   int           // attempts per fetch; default 3
 	CompileTimeout time.Duration // all compile steps together; default 15m (SPEC E3)
 	SlugSoftLimit  int64         // warn above; default 300M (SPEC E2)
 	SlugHardLimit  int64         // reject above; default 500M
-	Logger         *slog.Logger
+	// OutputLimit caps the buildpack output a build forwards; past it the
+	// output is swallowed (and the build goes on). Default 64M; < 0: no cap.
+	OutputLimit int64
+	// ShortNames maps names such as heroku/python to URLs (SPEC D2), over
+	// DefaultShortNames. The operator chooses them, so they may be local.
+	ShortNames map[string]string
+	// FetchCacheDir keeps fetched buildpacks between builds on this node;
+	// "" fetches every time.
+	FetchCacheDir  string
+	FetchCacheSize int64 // bound of FetchCacheDir; default 1G
+	// MaxBuildpackSize bounds what one tarball buildpack unpacks to; default 1G.
+	MaxBuildpackSize int64
+	// Sandbox confines build processes (DESIGN "Sandbox"); default auto.
+	Sandbox SandboxMode
+	Bwrap   string // bubblewrap binary; default "bwrap"
+	// HideFromSandbox are host paths a build must never see even when they
+	// lie under a directory the sandbox shows (a data directory under /usr).
+	HideFromSandbox []string
+	HTTPClient      *http.Client // tarball downloads; default: a fresh client
+	Logger          *slog.Logger
 }
 
 // Builder runs builds with one Config. It is safe for concurrent use.
 type Builder struct {
-	cfg Config
-	log *slog.Logger
+	cfg        Config
+	log        *slog.Logger
+	shortNames map[string]string
+	cache      *fetchCache // nil: no fetch cache
+	http       *http.Client
+	retryDelay time.Duration // first back-off between fetch attempts
+
+	probeOnce sync.Once
+	probeErr  error
 }
 
 // New returns a Builder, filling in Config defaults.
@@ -49,6 +78,9 @@ func New(cfg Config) *Builder {
 	if cfg.FetchTimeout <= 0 {
 		cfg.FetchTimeout = 5 * time.Minute
 	}
+	if cfg.FetchRetries <= 0 {
+		cfg.FetchRetries = 3
+	}
 	if cfg.CompileTimeout <= 0 {
 		cfg.CompileTimeout = 15 * time.Minute
 	}
@@ -58,11 +90,41 @@ func New(cfg Config) *Builder {
 	if cfg.SlugHardLimit <= 0 {
 		cfg.SlugHardLimit = 500 << 20
 	}
+	if cfg.OutputLimit == 0 {
+		cfg.OutputLimit = 64 << 20
+	}
+	if cfg.FetchCacheSize <= 0 {
+		cfg.FetchCacheSize = 1 << 30
+	}
+	if cfg.MaxBuildpackSize <= 0 {
+		cfg.MaxBuildpackSize = 1 << 30
+	}
+	if cfg.Sandbox == "" {
+		cfg.Sandbox = SandboxAuto
+	}
+	if cfg.Bwrap == "" {
+		cfg.Bwrap = "bwrap"
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Builder{cfg: cfg, log: log}
+	b := &Builder{cfg: cfg, log: log, shortNames: DefaultShortNames(), http: cfg.HTTPClient, retryDelay: time.Second}
+	for k, v := range cfg.ShortNames {
+		b.shortNames[k] = v
+	}
+	if b.http == nil {
+		b.http = &http.Client{}
+	}
+	if cfg.FetchCacheDir != "" {
+		c, err := newFetchCache(cfg.FetchCacheDir, cfg.FetchCacheSize, log)
+		if err != nil {
+			log.Warn("buildpack fetch cache unavailable; fetching every time", "dir", cfg.FetchCacheDir, "err", err)
+		} else {
+			b.cache = c
+		}
+	}
+	return b
 }
 
 // Stack is the stack builds run on.
@@ -72,7 +134,7 @@ func (b *Builder) Stack() string { return b.cfg.Stack }
 type Job struct {
 	ID            string            // REQUEST_ID; the build id
 	BuildDir      string            // the source; compile changes it; it becomes the slug
-	WorkDir       string            // private scratch space: buildpack copies, ENV_DIR, HOME
+	WorkDir       string            // private scratch space: buildpack copies, ENV_DIR, HOME, /tmp
 	CacheDir      string            // CACHE_DIR, kept between builds of an app (SPEC C6)
 	Env           map[string]string // config vars, written to ENV_DIR (SPEC C3)
 	Buildpacks    []string          // the app's own buildpack setting, if any (SPEC D1)
@@ -102,6 +164,17 @@ type chosen struct {
 	name string
 }
 
+// workspace is one build's directories, environment and jail.
+type workspace struct {
+	job    Job
+	envDir string
+	home   string
+	bpDir  string // the buildpacks' private copies
+	jail   *jail
+	env    []string
+	out    *outputCap // buildpack output on its way to the pusher
+}
+
 // Build runs the whole pipeline. On failure it has printed why to Job.Output and
 // returns an error wrapping one of this package's sentinels, or the context's
 // error when the build was cancelled.
@@ -119,24 +192,31 @@ func (b *Builder) Build(ctx context.Context, job Job) (*Result, error) {
 		Warn(out, "Push rejected, %v", procfileMessage(err))
 		return nil, err
 	}
+	n, err := applySlugignore(job.BuildDir, func(format string, args ...any) { Warn(out, format, args...) })
+	if err != nil {
+		Warn(out, "Push rejected, %v", err)
+		return nil, fmt.Errorf("buildpack: %w", err)
+	}
+	if n > 0 {
+		Step(out, "Deleting %d files matching .slugignore patterns.", n)
+	}
+	w, err := b.prepare(job)
+	if err != nil {
+		Warn(out, "Push rejected, the server could not prepare the build.")
+		return nil, fmt.Errorf("buildpack: prepare: %w", err)
+	}
+	if b.cfg.Sandbox == SandboxBwrap {
+		if _, err := b.Sandbox(); err != nil {
+			Warn(out, "Push rejected, the build sandbox does not work on this server; tell the operator.")
+			return nil, err
+		}
+	}
 
 	stage("detecting")
-	bps, err := b.choose(ctx, job)
+	bps, err := b.choose(ctx, w)
 	if err != nil {
 		return nil, err
 	}
-	envDir := filepath.Join(job.WorkDir, "env")
-	if err := writeEnvDir(envDir, job.Env); err != nil {
-		return nil, fmt.Errorf("buildpack: write ENV_DIR: %w", err)
-	}
-	home := filepath.Join(job.WorkDir, "home")
-	if err := os.MkdirAll(home, 0o700); err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(job.CacheDir, 0o700); err != nil {
-		return nil, err
-	}
-	env := b.buildEnv(job, home)
 
 	stage("compiling")
 	compileCtx, cancel := context.WithTimeout(ctx, b.cfg.CompileTimeout)
@@ -145,8 +225,13 @@ func (b *Builder) Build(ctx context.Context, job Job) (*Result, error) {
 	for _, bp := range bps {
 		Step(out, "%s app detected", bp.name)
 		start := time.Now()
-		argv := sourceExports(exports, filepath.Join(bp.src.dir, "bin", "compile"), job.BuildDir, job.CacheDir, envDir)
-		err := proc.Run(compileCtx, proc.Cmd{Argv: argv, Dir: job.BuildDir, Env: env, Stdout: out})
+		compile := filepath.Join(bp.src.dir, "bin", "compile")
+		err := runnable(compile)
+		if err == nil {
+			argv := sourceExports(exports, w.jail.path(compile),
+				w.jail.path(job.BuildDir), w.jail.path(job.CacheDir), w.jail.path(w.envDir))
+			err = w.run(compileCtx, argv, w.out, nil)
+		}
 		log.Debug("compile finished", "buildpack", bp.src.url, "duration", time.Since(start), "err", err)
 		switch {
 		case ctx.Err() != nil:
@@ -159,11 +244,11 @@ func (b *Builder) Build(ctx context.Context, job Job) (*Result, error) {
 			return nil, fmt.Errorf("%w: %s: %v", ErrCompile, bp.src.url, err)
 		}
 		if exp := filepath.Join(bp.src.dir, "export"); fileExists(exp) {
-			exports = append(exports, exp)
+			exports = append(exports, w.jail.path(exp))
 		}
 	}
 
-	defaults, err := b.release(ctx, bps, job.BuildDir, env)
+	defaults, err := b.release(ctx, w, bps)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -188,11 +273,14 @@ func (b *Builder) Build(ctx context.Context, job Job) (*Result, error) {
 
 	stage("packing")
 	Step(out, "Compressing...")
-	packed, err := Pack(job.BuildDir, job.Slug)
+	// Past the hard limit nothing more reaches job.Slug: the slug is measured
+	// for the message, not stored.
+	packed, err := packTar(job.BuildDir, job.Slug, "./app", true, b.cfg.SlugHardLimit)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		Warn(out, "Push rejected, the slug could not be packed.")
 		return nil, fmt.Errorf("buildpack: %w", err)
 	}
 	Detail(out, "Done: %s", Size(packed.Size))
@@ -212,9 +300,46 @@ func (b *Builder) Build(ctx context.Context, job Job) (*Result, error) {
 	return res, nil
 }
 
+// prepare makes the build's private directories and its jail: ENV_DIR, HOME
+// and /tmp live in WorkDir; CACHE_DIR may start missing (SPEC C6).
+func (b *Builder) prepare(job Job) (*workspace, error) {
+	w := &workspace{
+		job:    job,
+		envDir: filepath.Join(job.WorkDir, "env"),
+		home:   filepath.Join(job.WorkDir, "home"),
+		bpDir:  filepath.Join(job.WorkDir, "buildpacks"),
+		out:    newOutputCap(job.Output, b.cfg.OutputLimit),
+	}
+	tmp := filepath.Join(job.WorkDir, "tmp")
+	for _, d := range []string{w.home, w.bpDir, tmp, job.CacheDir} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
+	}
+	if err := writeEnvDir(w.envDir, job.Env); err != nil {
+		return nil, fmt.Errorf("write ENV_DIR: %w", err)
+	}
+	w.jail = b.jobJail([]mount{
+		{host: job.BuildDir, inside: sandboxBuild, rw: true},
+		{host: job.CacheDir, inside: sandboxCache, rw: true},
+		{host: w.envDir, inside: sandboxEnv},
+		{host: w.bpDir, inside: sandboxBuildpacks, rw: true},
+		{host: w.home, inside: sandboxHome, rw: true},
+	}, tmp)
+	w.env = b.buildEnv(job, w.jail.path(w.home))
+	return w, nil
+}
+
+// run runs one buildpack script in the build directory, in the jail, with the
+// build's environment. stderr nil means with stdout.
+func (w *workspace) run(ctx context.Context, argv []string, stdout, stderr io.Writer) error {
+	return proc.Run(ctx, w.jail.cmd(proc.Cmd{Argv: argv, Dir: w.job.BuildDir, Env: w.env, Stdout: stdout, Stderr: stderr}))
+}
+
 // choose applies SPEC D1's precedence, fetches and detects, and prints the
 // "Using buildpack" lines.
-func (b *Builder) choose(ctx context.Context, job Job) ([]chosen, error) {
+func (b *Builder) choose(ctx context.Context, w *workspace) ([]chosen, error) {
+	job := w.job
 	out := job.Output
 	var explicit []string
 	switch {
@@ -235,11 +360,11 @@ func (b *Builder) choose(ctx context.Context, job Job) ([]chosen, error) {
 		}
 		var bps []chosen
 		for i, url := range explicit {
-			src, err := b.fetch(ctx, url, origin, filepath.Join(job.WorkDir, "buildpacks", strconv.Itoa(i)))
+			src, err := b.fetch(ctx, url, origin, filepath.Join(w.bpDir, strconv.Itoa(i)))
 			if err != nil {
 				return nil, b.fetchFailed(ctx, out, err)
 			}
-			name, ok, err := b.detect(ctx, src, job, true)
+			name, ok, err := b.detect(ctx, w, src, true)
 			if err != nil {
 				return nil, b.fetchFailed(ctx, out, err)
 			}
@@ -254,11 +379,11 @@ func (b *Builder) choose(ctx context.Context, job Job) ([]chosen, error) {
 
 	var found []chosen
 	for i, url := range b.cfg.Defaults {
-		src, err := b.fetch(ctx, url, Operator, filepath.Join(job.WorkDir, "buildpacks", strconv.Itoa(i)))
+		src, err := b.fetch(ctx, url, Operator, filepath.Join(w.bpDir, strconv.Itoa(i)))
 		if err != nil {
 			return nil, b.fetchFailed(ctx, out, err)
 		}
-		name, ok, err := b.detect(ctx, src, job, false)
+		name, ok, err := b.detect(ctx, w, src, false)
 		if err != nil {
 			return nil, b.fetchFailed(ctx, out, err)
 		}
@@ -301,17 +426,17 @@ func (b *Builder) fetchFailed(ctx context.Context, out io.Writer, err error) err
 }
 
 // detect runs bin/detect (SPEC C1). Only its stderr reaches the pusher (SPEC B5).
-func (b *Builder) detect(ctx context.Context, src source, job Job, explicit bool) (string, bool, error) {
+func (b *Builder) detect(ctx context.Context, w *workspace, src source, explicit bool) (string, bool, error) {
 	bin := filepath.Join(src.dir, "bin", "detect")
 	if !fileExists(bin) {
 		// An explicitly chosen buildpack without bin/detect is taken at its word.
 		return filepath.Base(strings.TrimSuffix(strings.SplitN(src.url, "#", 2)[0], ".git")), explicit, nil
 	}
+	if err := runnable(bin); err != nil {
+		return "", false, fmt.Errorf("%w: %s: bin/detect could not run: %v (are the bin/ scripts executable?)", ErrBroken, src.url, err)
+	}
 	var stdout bytes.Buffer
-	home := filepath.Join(job.WorkDir, "home")
-	_ = os.MkdirAll(home, 0o700)
-	err := proc.Run(ctx, proc.Cmd{Argv: []string{bin, job.BuildDir}, Dir: job.BuildDir, Env: b.buildEnv(job, home),
-		Stdout: &limitedBuffer{buf: &stdout, max: 4096}, Stderr: job.Output})
+	err := w.run(ctx, []string{w.jail.path(bin), w.jail.path(w.job.BuildDir)}, &limitedBuffer{buf: &stdout, max: 4096}, w.out)
 	if ctx.Err() != nil {
 		return "", false, ctx.Err()
 	}
@@ -330,7 +455,7 @@ func (b *Builder) detect(ctx context.Context, src source, job Job, explicit bool
 
 // release runs each buildpack's bin/release; the last one's default process
 // types win (SPEC C7).
-func (b *Builder) release(ctx context.Context, bps []chosen, buildDir string, env []string) (map[string]string, error) {
+func (b *Builder) release(ctx context.Context, w *workspace, bps []chosen) (map[string]string, error) {
 	var defaults map[string]string
 	for _, bp := range bps {
 		bin := filepath.Join(bp.src.dir, "bin", "release")
@@ -338,9 +463,12 @@ func (b *Builder) release(ctx context.Context, bps []chosen, buildDir string, en
 			defaults = nil
 			continue
 		}
+		if err := runnable(bin); err != nil {
+			return nil, fmt.Errorf("%w: %s: bin/release could not run: %v", ErrRelease, bp.src.url, err)
+		}
 		var stdout, stderr bytes.Buffer
-		err := proc.Run(ctx, proc.Cmd{Argv: []string{bin, buildDir}, Dir: buildDir, Env: env,
-			Stdout: &limitedBuffer{buf: &stdout, max: 1 << 20}, Stderr: &limitedBuffer{buf: &stderr, max: 4096}})
+		err := w.run(ctx, []string{w.jail.path(bin), w.jail.path(w.job.BuildDir)},
+			&limitedBuffer{buf: &stdout, max: 1 << 20}, &limitedBuffer{buf: &stderr, max: 4096})
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %s", ErrRelease, bp.src.url, lastLine(stderr.String()+"\n"+err.Error()))
 		}
@@ -445,6 +573,21 @@ func Limit(n int64) string {
 func fileExists(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir()
+}
+
+// runnable checks that a bin/ script can be executed, so a missing x bit is
+// reported as such rather than as bwrap's exit status.
+func runnable(p string) error {
+	st, err := os.Stat(p)
+	switch {
+	case err != nil:
+		return errors.New(rootCause(err))
+	case !st.Mode().IsRegular():
+		return errors.New("not a file")
+	case st.Mode().Perm()&0o111 == 0:
+		return errors.New("permission denied")
+	}
+	return nil
 }
 
 // limitedBuffer keeps at most max bytes and discards the rest, so a chatty

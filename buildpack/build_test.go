@@ -137,36 +137,54 @@ func TestBuildSeveralDetect(t *testing.T) {
 	}
 }
 
-// SPEC C3, C4, C5: ENV_DIR and an environment built from nothing.
+// SPEC C3, C4, C5: ENV_DIR and an environment built from nothing, with and
+// without the sandbox (bwrap's own environment must not leak in either).
 func TestBuildEnvironment(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "server-secret")
-	bp := writeBuildpack(t, "echo Env",
-		`env | sort > "$1/env.txt"; cat "$3/GREETING" > "$1/greeting.txt"; echo "$1" > "$1/builddir.txt"`, "")
-	f := newJob(t, nil)
-	f.job.Env = map[string]string{"GREETING": "hello\nworld", "../evil": "x"}
-	if _, err := build(t, Config{Defaults: []string{bp}}, f); err != nil {
-		t.Fatal(err)
-	}
-	env, _ := os.ReadFile(filepath.Join(f.job.BuildDir, "env.txt"))
-	var names []string
-	for _, line := range strings.Split(strings.TrimSpace(string(env)), "\n") {
-		name, _, _ := strings.Cut(line, "=")
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	// sh adds PWD itself; everything else is ours.
-	want := "CURL_CONNECT_TIMEOUT CURL_TIMEOUT HOME LANG PATH PWD REQUEST_ID SOURCE_VERSION STACK"
-	if strings.Join(names, " ") != want {
-		t.Fatalf("compile environment = %v, want %s", names, want)
-	}
-	if strings.Contains(string(env), "server-secret") || strings.Contains(string(env), "GREETING") {
-		t.Fatal("server or config vars leaked into compile's environment")
-	}
-	if g, _ := os.ReadFile(filepath.Join(f.job.BuildDir, "greeting.txt")); string(g) != "hello\nworld" {
-		t.Fatalf("ENV_DIR/GREETING = %q", g)
-	}
-	if d, _ := os.ReadFile(filepath.Join(f.job.BuildDir, "builddir.txt")); strings.TrimSpace(string(d)) == "/app" {
-		t.Fatal("BUILD_DIR is /app")
+	t.Setenv("GIT_DIR", "/server/repo.git")
+	needBwrap(t)
+	for _, mode := range []SandboxMode{SandboxBwrap, SandboxNone} {
+		t.Run(string(mode), func(t *testing.T) {
+			bp := writeBuildpack(t, "echo Env",
+				`env | sort > "$1/env.txt"; cat "$3/GREETING" > "$1/greeting.txt"; echo "$1" > "$1/builddir.txt"; ls "$3" > "$1/envdir.txt"`, "")
+			f := newJob(t, nil)
+			f.job.Env = map[string]string{"GREETING": "hello\nworld", "BINARY": "\x00\xff", "../evil": "x"}
+			if _, err := build(t, Config{Defaults: []string{bp}, Sandbox: mode}, f); err != nil {
+				t.Fatalf("%v\n%s", err, f.out)
+			}
+			env, _ := os.ReadFile(filepath.Join(f.job.BuildDir, "env.txt"))
+			var names []string
+			for _, line := range strings.Split(strings.TrimSpace(string(env)), "\n") {
+				name, _, _ := strings.Cut(line, "=")
+				names = append(names, name)
+			}
+			sort.Strings(names)
+			// sh adds PWD itself; everything else is ours.
+			want := "CURL_CONNECT_TIMEOUT CURL_TIMEOUT HOME LANG PATH PWD REQUEST_ID SOURCE_VERSION STACK"
+			if strings.Join(names, " ") != want {
+				t.Fatalf("compile environment = %v, want %s", names, want)
+			}
+			for _, leak := range []string{"server-secret", "GREETING", "GIT_", "/server/repo.git"} {
+				if strings.Contains(string(env), leak) {
+					t.Fatalf("%q leaked into compile's environment:\n%s", leak, env)
+				}
+			}
+			for _, kv := range []string{"STACK=heroku-24", "SOURCE_VERSION=" + f.job.SourceVersion, "REQUEST_ID=b-test",
+				"CURL_CONNECT_TIMEOUT=30", "CURL_TIMEOUT=600", "LANG=en_US.UTF-8"} {
+				if !strings.Contains(string(env), kv+"\n") {
+					t.Errorf("compile environment lacks %s:\n%s", kv, env)
+				}
+			}
+			if g, _ := os.ReadFile(filepath.Join(f.job.BuildDir, "greeting.txt")); string(g) != "hello\nworld" {
+				t.Fatalf("ENV_DIR/GREETING = %q", g)
+			}
+			if l, _ := os.ReadFile(filepath.Join(f.job.BuildDir, "envdir.txt")); string(l) != "BINARY\nGREETING\n" {
+				t.Fatalf("ENV_DIR holds %q", l)
+			}
+			if d, _ := os.ReadFile(filepath.Join(f.job.BuildDir, "builddir.txt")); strings.TrimSpace(string(d)) == "/app" {
+				t.Fatal("BUILD_DIR is /app")
+			}
+		})
 	}
 }
 
@@ -278,7 +296,9 @@ func TestBuildTimeoutAndCancelKillTheGroup(t *testing.T) {
 					cancel()
 				}()
 			}
-			_, err := New(Config{Defaults: []string{bp}, CompileTimeout: tc.timeout}).Build(ctx, f.job)
+			// Unsandboxed: the pid file lives in a host directory the sandbox
+			// hides. TestSandboxKills* covers the sandboxed case.
+			_, err := New(Config{Defaults: []string{bp}, CompileTimeout: tc.timeout, Sandbox: SandboxNone}).Build(ctx, f.job)
 			if tc.cancel && !errors.Is(err, context.Canceled) {
 				t.Fatalf("err = %v", err)
 			}
@@ -297,7 +317,8 @@ func TestBuildLeftoverProcessesDie(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	bp := writeBuildpack(t, "echo X", `sleep 1000 & echo $! > `+pidFile, "")
 	f := newJob(t, nil)
-	if _, err := build(t, Config{Defaults: []string{bp}}, f); err != nil {
+	// Unsandboxed: the pid file lives in a host directory the sandbox hides.
+	if _, err := build(t, Config{Defaults: []string{bp}, Sandbox: SandboxNone}, f); err != nil {
 		t.Fatal(err)
 	}
 	assertGone(t, pidFile)

@@ -14,4 +14,13 @@ var (
 	ErrSlugTooLarge  = errors.New("buildpack: slug too large")
 	ErrTimeout       = errors.New("buildpack: compile timed out")
 	ErrLocalNotAllow = errors.New("buildpack: local paths are only allowed in the server's configuration")
+	// ErrSandbox: bubblewrap does not work on this machine (or failed for a build).
+	ErrSandbox = errors.New("buildpack: sandbox unavailable")
+	// ErrSandboxMode: a --sandbox value other than auto, bwrap or none.
+	ErrSandboxMode = errors.New("buildpack: unknown sandbox mode")
+	// ErrShortName: a short-name map entry that is not NAME=URL.
+	ErrShortName = errors.New("buildpack: bad short-name mapping")
+	// ErrArchive: a tarball (buildpack or build cache) that is not a safe,
+	// well-formed gzip'd tar.
+	ErrArchive = errors.New("buildpack: bad archive")
 )

@@ -7,17 +7,17 @@ import (
 
 // Step prints a top-level step line ("-----> Compressing...").
 func Step(w io.Writer, format string, args ...any) {
-	fmt.Fprintf(w, "-----> "+format+"\n", args...)
+	_, _ = fmt.Fprintf(w, "-----> "+format+"\n", args...)
 }
 
 // Detail prints an indented detail line ("       Done: 1.2K").
 func Detail(w io.Writer, format string, args ...any) {
-	fmt.Fprintf(w, "       "+format+"\n", args...)
+	_, _ = fmt.Fprintf(w, "       "+format+"\n", args...)
 }
 
 // Warn prints a rejection or warning line (" !     Push failed").
 func Warn(w io.Writer, format string, args ...any) {
-	fmt.Fprintf(w, " !     "+format+"\n", args...)
+	_, _ = fmt.Fprintf(w, " !     "+format+"\n", args...)
 }
 
 // Size formats n bytes the way Heroku does (SPEC B2): one decimal with K, M or G,

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/klauspost/compress/gzip"
 )
@@ -20,10 +21,17 @@ type PackResult struct {
 }
 
 // Pack writes dir as a gzip'd tar whose entries live under ./app/ (SPEC E1),
-// streaming to w. .git directories are left out.
+// streaming to w: nothing is held in memory. .git directories are left out.
 func Pack(dir string, w io.Writer) (PackResult, error) {
+	return packTar(dir, w, "./app", true, 0)
+}
+
+// packTar streams dir as a gzip'd tar with entry names under prefix. Past
+// limit compressed bytes (limit > 0) it stops writing to w but keeps
+// counting, so an oversized slug is measured without being stored.
+func packTar(dir string, w io.Writer, prefix string, skipGit bool, limit int64) (PackResult, error) {
 	h := sha256.New()
-	cw := &countWriter{w: io.MultiWriter(w, h)}
+	cw := &countWriter{w: w, h: h, limit: limit}
 	zw, err := gzip.NewWriterLevel(cw, gzip.DefaultCompression)
 	if err != nil {
 		return PackResult{}, err
@@ -37,16 +45,16 @@ func Pack(dir string, w io.Writer) (PackResult, error) {
 		if err != nil {
 			return err
 		}
-		if d.IsDir() && d.Name() == ".git" && p != dir {
+		if skipGit && d.IsDir() && d.Name() == ".git" && p != dir {
 			return filepath.SkipDir
 		}
 		info, err := d.Info()
 		if err != nil {
 			return err
 		}
-		name := "./app"
+		name := prefix
 		if rel != "." {
-			name = "./app/" + filepath.ToSlash(rel)
+			name = prefix + "/" + filepath.ToSlash(rel)
 		}
 		var link string
 		switch {
@@ -67,17 +75,19 @@ func Pack(dir string, w io.Writer) (PackResult, error) {
 			hdr.Name += "/"
 		}
 		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
 		if !info.Mode().IsRegular() {
-			return nil
+			return tw.WriteHeader(hdr)
 		}
-		f, err := os.Open(p)
+		// Never follow a symlink swapped in after the walk looked: the slug
+		// must hold the build directory, not what a link points to.
+		f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			return err
 		}
 		defer func() { _ = f.Close() }()
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
 		// The file may change size under a misbehaving buildpack's leftover;
 		// copy exactly what the header promised.
 		if _, err := io.CopyN(tw, f, hdr.Size); err != nil {
@@ -86,24 +96,49 @@ func Pack(dir string, w io.Writer) (PackResult, error) {
 		return nil
 	})
 	if err != nil {
-		return PackResult{}, fmt.Errorf("pack slug: %w", err)
+		return PackResult{}, fmt.Errorf("pack %s: %w", filepath.Base(dir), err)
 	}
 	if err := tw.Close(); err != nil {
-		return PackResult{}, fmt.Errorf("pack slug: %w", err)
+		return PackResult{}, fmt.Errorf("pack: %w", err)
 	}
 	if err := zw.Close(); err != nil {
-		return PackResult{}, fmt.Errorf("pack slug: %w", err)
+		return PackResult{}, fmt.Errorf("pack: %w", err)
+	}
+	if cw.err != nil {
+		return PackResult{}, fmt.Errorf("pack: %w", cw.err)
 	}
 	return PackResult{Size: cw.n, Checksum: "SHA256:" + hex.EncodeToString(h.Sum(nil))}, nil
 }
 
+// countWriter counts, hashes and forwards; past limit it only counts.
 type countWriter struct {
-	w io.Writer
-	n int64
+	w     io.Writer
+	h     io.Writer
+	limit int64
+	n     int64
+	err   error
 }
 
 func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	if c.err != nil {
+		return 0, c.err
+	}
+	fwd := p
+	if c.limit > 0 {
+		switch room := c.limit - c.n; {
+		case room <= 0:
+			fwd = nil
+		case int64(len(p)) > room:
+			fwd = p[:room]
+		}
+	}
+	if len(fwd) > 0 {
+		if _, err := c.w.Write(fwd); err != nil {
+			c.err = err
+			return 0, err
+		}
+		_, _ = c.h.Write(fwd)
+	}
+	c.n += int64(len(p))
+	return len(p), nil
 }

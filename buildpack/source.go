@@ -4,12 +4,19 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/sokoban-deploy/sokoban/internal/proc"
 )
@@ -20,7 +27,8 @@ import (
 type Origin int
 
 const (
-	// Operator: the server's --buildpacks list or `sokoban build`.
+	// Operator: the server's --buildpacks list, its short-name map, or
+	// `sokoban build`.
 	Operator Origin = iota
 	// User: app settings, BUILDPACK_URL, .buildpacks.
 	User
@@ -28,34 +36,95 @@ const (
 
 // source is a buildpack named by URL, fetched into a directory.
 type source struct {
-	url    string // as the user or operator wrote it, shown in messages
-	origin Origin
-	dir    string // the build's private copy, with bin/
+	url string // as the user or operator wrote it, shown in messages
+	dir string // the build's private copy, with bin/
 }
 
-// kind of a buildpack URL.
+// kind of a buildpack URL (SPEC D2).
 type kind int
 
 const (
-	kindDir kind = iota
-	kindGit
+	kindDir     kind = iota // a local directory with bin/
+	kindGit                 // a git repository, remote or (operator only) local
+	kindTarball             // a .tgz or .tar.gz, over http(s) or (operator only) local
 )
 
-// classify decides how to fetch url. Schemes and scp-style addresses are git;
-// an existing directory with bin/ is a local buildpack; an existing git
-// repository directory is cloned.
-func classify(url string) (kind, string, string) {
-	base, ref, _ := strings.Cut(url, "#")
+// location is a classified buildpack URL.
+type location struct {
+	kind  kind
+	base  string // URL or path without the #ref
+	ref   string // branch, tag or commit for git
+	local bool   // names something on this server
+}
+
+// shortNameRE is what a short name (heroku/python) looks like.
+var shortNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
+var (
+	fullSHARE   = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+	abbrevSHARE = regexp.MustCompile(`^[0-9a-f]{4,63}$`)
+)
+
+// DefaultShortNames maps Heroku's official classic buildpacks' short names to
+// their public repositories. The operator's map (--buildpack-map) is applied
+// over it.
+func DefaultShortNames() map[string]string {
+	m := map[string]string{}
+	for _, lang := range []string{"clojure", "go", "gradle", "java", "nodejs", "php", "python", "ruby", "scala"} {
+		m["heroku/"+lang] = "https://github.com/heroku/heroku-buildpack-" + lang + ".git"
+	}
+	return m
+}
+
+// ParseShortNames reads NAME=URL entries (the --buildpack-map flag).
+func ParseShortNames(entries []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, e := range entries {
+		name, url, ok := strings.Cut(strings.TrimSpace(e), "=")
+		name, url = strings.TrimSpace(name), strings.TrimSpace(url)
+		if !ok || name == "" || url == "" || strings.ContainsAny(name, "#= \t") {
+			return nil, fmt.Errorf("%w: %q (want NAME=URL)", ErrShortName, e)
+		}
+		m[name] = url
+	}
+	return m, nil
+}
+
+// classify decides how to fetch base.
+func classify(base, ref string) location {
+	loc := location{kind: kindGit, base: base, ref: ref}
+	lower := strings.ToLower(base)
 	switch {
-	case strings.HasPrefix(base, "https://"), strings.HasPrefix(base, "http://"),
-		strings.HasPrefix(base, "git://"), strings.HasPrefix(base, "ssh://"),
-		strings.HasPrefix(base, "file://"), isSCPLike(base):
-		return kindGit, base, ref
+	case strings.HasPrefix(lower, "https://"), strings.HasPrefix(lower, "http://"):
+		if u, err := neturl.Parse(base); err == nil && isTarballName(u.Path) {
+			loc.kind = kindTarball
+		}
+	case strings.HasPrefix(lower, "git://"), strings.HasPrefix(lower, "ssh://"), isSCPLike(base):
+	case strings.HasPrefix(lower, "file://"):
+		loc.local = true
+		if isTarballName(base) {
+			loc.kind, loc.base = kindTarball, strings.TrimPrefix(base[len("file://"):], "localhost")
+		}
+	case strings.Contains(base, "://"):
+		// Another transport (ext::, fd::...): let the security check refuse
+		// it for users; git refuses it for everyone (protocol.allow).
+		loc.local = true
+	default:
+		loc.local = true
+		st, err := os.Stat(base)
+		switch {
+		case err == nil && st.Mode().IsRegular() && isTarballName(base):
+			loc.kind = kindTarball
+		case err == nil && st.IsDir() && ref == "" && isDir(filepath.Join(base, "bin")):
+			loc.kind = kindDir
+		}
 	}
-	if st, err := os.Stat(filepath.Join(base, "bin")); err == nil && st.IsDir() && ref == "" {
-		return kindDir, base, ""
-	}
-	return kindGit, base, ref
+	return loc
+}
+
+func isTarballName(p string) bool {
+	p = strings.ToLower(p)
+	return strings.HasSuffix(p, ".tgz") || strings.HasSuffix(p, ".tar.gz")
 }
 
 func isSCPLike(s string) bool {
@@ -64,70 +133,337 @@ func isSCPLike(s string) bool {
 	return at > 0 && colon > at && !strings.Contains(s[:colon], "/")
 }
 
-func isLocal(k kind, base string) bool {
-	return k == kindDir || strings.HasPrefix(base, "file://") ||
-		(!strings.Contains(base, "://") && !isSCPLike(base))
+// resolve applies the short-name map and the rule that only the operator may
+// name local things. shown is the URL as messages name it.
+func (b *Builder) resolve(url string, origin Origin) (loc location, shown string, err error) {
+	base, ref, _ := strings.Cut(strings.TrimSpace(url), "#")
+	shown = url
+	if to, ok := b.shortNames[base]; ok && (origin == User || !exists(base)) {
+		// The map is the operator's: its targets may be local.
+		tbase, tref, _ := strings.Cut(to, "#")
+		if ref == "" {
+			ref = tref
+		}
+		return classify(tbase, ref), url + " (" + to + ")", nil
+	}
+	if shortNameRE.MatchString(base) && (origin == User || !exists(base)) {
+		return loc, shown, fmt.Errorf("%w: %s: not a known buildpack name; use its URL (known names: %s)",
+			ErrFetch, url, strings.Join(b.knownNames(), ", "))
+	}
+	loc = classify(base, ref)
+	if origin == User && loc.local {
+		return loc, shown, fmt.Errorf("%w: %s", ErrLocalNotAllow, url)
+	}
+	return loc, shown, nil
 }
 
-// fetch makes a private copy of the buildpack in dst.
-func (b *Builder) fetch(ctx context.Context, url string, origin Origin, dst string) (source, error) {
-	k, base, ref := classify(url)
-	if origin == User && isLocal(k, base) {
-		return source{}, fmt.Errorf("%w: %s", ErrLocalNotAllow, url)
+func (b *Builder) knownNames() []string {
+	names := make([]string, 0, len(b.shortNames))
+	for n := range b.shortNames {
+		names = append(names, n)
 	}
-	src := source{url: url, origin: origin, dir: dst}
-	switch k {
-	case kindDir:
-		if err := copyTree(base, dst); err != nil {
-			return src, fmt.Errorf("%w: %s: %v", ErrFetch, url, err)
+	sort.Strings(names)
+	return names
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// fetch makes a private copy of the buildpack in dst (SPEC D2, D3).
+func (b *Builder) fetch(ctx context.Context, url string, origin Origin, dst string) (source, error) {
+	src := source{url: url, dir: dst}
+	loc, shown, err := b.resolve(url, origin)
+	if err != nil {
+		return src, err
+	}
+	switch {
+	case loc.kind == kindDir:
+		err = copyTree(loc.base, dst)
+	case loc.kind == kindTarball && loc.local:
+		err = unpackFile(loc.base, dst, b.cfg.MaxBuildpackSize)
+	case loc.kind == kindTarball:
+		err = b.fetchTarball(ctx, loc.base, dst)
+	case loc.local || b.cache == nil:
+		err = b.retry(ctx, func(ctx context.Context) error {
+			_ = os.RemoveAll(dst)
+			return b.gitClone(ctx, loc, dst)
+		})
+	default:
+		err = b.fetchGitCached(ctx, loc, dst)
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return src, ctx.Err()
 		}
-	case kindGit:
-		if err := b.gitClone(ctx, base, ref, dst); err != nil {
-			return src, fmt.Errorf("%w: %s: %v", ErrFetch, url, err)
-		}
+		return src, fmt.Errorf("%w: %s: %v", ErrFetch, shown, err)
 	}
 	if st, err := os.Stat(filepath.Join(dst, "bin", "compile")); err != nil || st.IsDir() {
-		return src, fmt.Errorf("%w: %s: no bin/compile in the buildpack", ErrFetch, url)
+		return src, fmt.Errorf("%w: %s: no bin/compile in the buildpack", ErrFetch, shown)
 	}
 	return src, nil
 }
 
-// gitClone clones repo at ref (branch, tag or commit) into dst.
-func (b *Builder) gitClone(ctx context.Context, repo, ref, dst string) error {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.FetchTimeout)
-	defer cancel()
-	var out bytes.Buffer
-	git := func(dir string, args ...string) error {
-		out.Reset()
-		err := proc.Run(ctx, proc.Cmd{Argv: append([]string{b.cfg.Git}, args...), Dir: dir, Env: gitEnv(), Stdout: &out})
-		if err != nil {
-			msg := strings.TrimSpace(out.String())
-			if ctx.Err() == context.DeadlineExceeded {
-				msg = "timed out after " + b.cfg.FetchTimeout.String()
-			}
-			return fmt.Errorf("git %s: %s", args[0], lastLine(msg))
-		}
-		return nil
+func unpackFile(path, dst string, max int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
 	}
+	defer func() { _ = f.Close() }()
+	return unpackBuildpack(f, dst, max)
+}
+
+// permanentError is a fetch failure that retrying cannot fix (a 404, a
+// malformed archive).
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+// retry runs op with the fetch timeout, up to FetchRetries times, backing
+// off between attempts (SPEC D3).
+func (b *Builder) retry(ctx context.Context, op func(ctx context.Context) error) error {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, b.cfg.FetchTimeout)
+		err := op(actx)
+		timedOut := errors.Is(actx.Err(), context.DeadlineExceeded)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if timedOut {
+			err = fmt.Errorf("timed out after %s", b.cfg.FetchTimeout)
+		}
+		var perm permanentError
+		if errors.As(err, &perm) || errors.Is(err, ErrArchive) || attempt >= b.cfg.FetchRetries {
+			if attempt > 1 {
+				return fmt.Errorf("%w (after %d attempts)", err, attempt)
+			}
+			return err
+		}
+		t := time.NewTimer(b.retryDelay << (attempt - 1))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+}
+
+// fetchTarball downloads an http(s) tarball buildpack into dst, through the
+// node cache when there is one: a cached copy is revalidated with a
+// conditional GET and reused while the server says it is unchanged.
+func (b *Builder) fetchTarball(ctx context.Context, url, dst string) error {
+	if b.cache == nil {
+		return b.retry(ctx, func(ctx context.Context) error {
+			_ = os.RemoveAll(dst)
+			_, _, err := b.download(ctx, url, cacheMeta{}, dst)
+			return err
+		})
+	}
+	key := fetchKey("tarball", url)
+	unlock, err := b.cache.lock(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	old, oldTree, cached := b.cache.get(key)
+	if !cached {
+		old = cacheMeta{}
+	}
+	stage, err := b.cache.stage()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(stage) }()
+	tree := filepath.Join(stage, "tree")
+	var fresh cacheMeta
+	var unchanged bool
+	err = b.retry(ctx, func(ctx context.Context) error {
+		_ = os.RemoveAll(tree)
+		var err error
+		unchanged, fresh, err = b.download(ctx, url, old, tree)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if unchanged && cached {
+		return copyTree(oldTree, dst)
+	}
+	fresh.URL = url
+	installed, err := b.cache.install(key, fresh, stage)
+	if err != nil {
+		return err
+	}
+	return copyTree(installed, dst)
+}
+
+// download GETs a tarball and unpacks it into dst. With validators from an
+// earlier download it may answer "unchanged" (304) instead.
+func (b *Builder) download(ctx context.Context, url string, old cacheMeta, dst string) (bool, cacheMeta, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, old, permanentError{err}
+	}
+	req.Header.Set("User-Agent", "sokoban-buildpack-fetch")
+	if old.ETag != "" {
+		req.Header.Set("If-None-Match", old.ETag)
+	}
+	if old.LastModified != "" {
+		req.Header.Set("If-Modified-Since", old.LastModified)
+	}
+	resp, err := b.http.Do(req)
+	if err != nil {
+		var uerr *neturl.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // the URL is in the message already
+		}
+		return false, old, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	switch {
+	case resp.StatusCode == http.StatusNotModified && (old.ETag != "" || old.LastModified != ""):
+		return true, old, nil
+	case resp.StatusCode == http.StatusOK:
+	case resp.StatusCode == http.StatusTooManyRequests, resp.StatusCode == http.StatusRequestTimeout, resp.StatusCode >= 500:
+		return false, old, fmt.Errorf("HTTP %s", resp.Status)
+	default:
+		return false, old, permanentError{fmt.Errorf("HTTP %s", resp.Status)}
+	}
+	if err := unpackBuildpack(resp.Body, dst, b.cfg.MaxBuildpackSize); err != nil {
+		if errors.Is(err, ErrArchive) {
+			return false, old, permanentError{errors.New(strings.TrimPrefix(err.Error(), "buildpack: "))}
+		}
+		return false, old, err
+	}
+	return false, cacheMeta{ETag: resp.Header.Get("ETag"), LastModified: resp.Header.Get("Last-Modified")}, nil
+}
+
+// fetchGitCached fetches a remote git buildpack through the node cache,
+// keyed by URL and ref. A full commit id never changes; a branch or tag is
+// checked with `git ls-remote` and fetched again when it moved.
+func (b *Builder) fetchGitCached(ctx context.Context, loc location, dst string) error {
+	remote := ""
+	if !fullSHARE.MatchString(loc.ref) {
+		err := b.retry(ctx, func(ctx context.Context) error {
+			var err error
+			remote, err = b.lsRemote(ctx, loc)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	key := fetchKey("git", loc.base, loc.ref)
+	unlock, err := b.cache.lock(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if m, tree, ok := b.cache.get(key); ok && m.Remote == remote {
+		return copyTree(tree, dst)
+	}
+	stage, err := b.cache.stage()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(stage) }()
+	tree := filepath.Join(stage, "tree")
+	err = b.retry(ctx, func(ctx context.Context) error {
+		_ = os.RemoveAll(tree)
+		return b.gitClone(ctx, loc, tree)
+	})
+	if err != nil {
+		return err
+	}
+	installed, err := b.cache.install(key, cacheMeta{URL: loc.base, Ref: loc.ref, Remote: remote}, stage)
+	if err != nil {
+		return err
+	}
+	return copyTree(installed, dst)
+}
+
+// lsRemote returns what the ref points to now: a branch first, then a tag;
+// HEAD without a ref. "" means the ref names no branch or tag (an
+// abbreviated commit id), which never moves.
+func (b *Builder) lsRemote(ctx context.Context, loc location) (string, error) {
+	patterns := []string{"HEAD"}
+	if loc.ref != "" {
+		patterns = []string{"refs/heads/" + loc.ref, "refs/tags/" + loc.ref}
+	}
+	out, err := b.git(ctx, "", loc.local, append([]string{"ls-remote", "--"}, append([]string{loc.base}, patterns...)...)...)
+	if err != nil {
+		return "", err
+	}
+	found := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		if id, name, ok := strings.Cut(strings.TrimSpace(line), "\t"); ok {
+			found[name] = id
+		}
+	}
+	for _, p := range patterns {
+		if id := found[p]; id != "" {
+			return id, nil
+		}
+	}
+	return "", nil
+}
+
+// gitClone fetches repo at ref (branch, tag or commit; default: its HEAD)
+// into dst, shallowly where git allows.
+func (b *Builder) gitClone(ctx context.Context, loc location, dst string) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
-	if ref == "" {
-		return git("", "clone", "--quiet", "--depth", "1", "--", repo, dst)
-	}
-	// A ref may be a branch, a tag or a commit: fetch it by name, which works
-	// for all three (commits need uploadpack.allowAnySHA1InWant on the server,
-	// which is the default for local repositories and GitHub).
-	if err := git(dst, "init", "--quiet"); err != nil {
+	if loc.ref == "" {
+		_, err := b.git(ctx, "", loc.local, "clone", "--quiet", "--depth", "1", "--", loc.base, dst)
 		return err
 	}
-	if err := git(dst, "fetch", "--quiet", "--depth", "1", "--", repo, ref); err != nil {
+	if _, err := b.git(ctx, dst, loc.local, "init", "--quiet"); err != nil {
 		return err
 	}
-	if err := git(dst, "checkout", "--quiet", "FETCH_HEAD"); err != nil {
+	// Fetching by name works for branches, tags and full commit ids (those
+	// need protocol v2 or uploadpack.allowAnySHA1InWant, which GitHub and
+	// local repositories have). An abbreviated commit id needs the history.
+	if _, err := b.git(ctx, dst, loc.local, "fetch", "--quiet", "--depth", "1", "--", loc.base, loc.ref); err == nil {
+		_, err = b.git(ctx, dst, loc.local, "checkout", "--quiet", "FETCH_HEAD")
+		return err
+	} else if !abbrevSHARE.MatchString(loc.ref) {
 		return err
 	}
-	return nil
+	if _, err := b.git(ctx, dst, loc.local, "fetch", "--quiet", "--", loc.base, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err != nil {
+		return err
+	}
+	_, err := b.git(ctx, dst, loc.local, "checkout", "--quiet", loc.ref+"^{commit}")
+	return err
+}
+
+// git runs one server-side git command for a fetch and returns its output;
+// on failure the error is git's last line.
+func (b *Builder) git(ctx context.Context, dir string, local bool, args ...string) (string, error) {
+	var out bytes.Buffer
+	// Only the network transports for a user's URL; file:// only for the
+	// operator's local repositories. Never ext:: and the like.
+	argv := []string{b.cfg.Git, "-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
+		"-c", "protocol.http.allow=always", "-c", "protocol.git.allow=always", "-c", "protocol.ssh.allow=always"}
+	if local {
+		argv = append(argv, "-c", "protocol.file.allow=always")
+	}
+	err := proc.Run(ctx, proc.Cmd{Argv: append(argv, args...), Dir: dir, Env: gitEnv(),
+		Stdout: &limitedBuffer{buf: &out, max: 1 << 20}})
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", fmt.Errorf("git %s: %s", args[0], lastLine(out.String()))
+	}
+	return out.String(), nil
 }
 
 // gitEnv is the environment for server-side git commands: nothing from the
@@ -141,6 +477,7 @@ func gitEnv() []string {
 		"GIT_CONFIG_GLOBAL=/dev/null",
 		"GIT_ASKPASS=/bin/false",
 		"SSH_ASKPASS=/bin/false",
+		"GIT_SSH_COMMAND=ssh -o BatchMode=yes",
 		"LANG=C",
 	}
 }
@@ -171,8 +508,8 @@ func ReadBuildpacksFile(data []byte) []string {
 	return urls
 }
 
-// copyTree copies a directory tree, keeping modes and symlinks. Special files
-// are skipped.
+// copyTree copies a directory tree, keeping modes and symlinks (never
+// following them). .git directories and special files are left out.
 func copyTree(src, dst string) error {
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -207,12 +544,12 @@ func copyTree(src, dst string) error {
 }
 
 func copyFile(src, dst string, mode fs.FileMode) error {
-	in, err := os.Open(src)
+	in, err := os.OpenFile(src, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = in.Close() }()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode|0o600)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, mode|0o600)
 	if err != nil {
 		return err
 	}

@@ -150,7 +150,7 @@ func TestCancelFromSecondConnection(t *testing.T) {
 	t.Parallel()
 	gates := t.TempDir()
 	// --sandbox none: the gated buildpack reports its pids through a host path.
-	srv := startServer(t, "--buildpacks", gatedBuildpack(t, gates))
+	srv := startServer(t, "--sandbox", "none", "--buildpacks", gatedBuildpack(t, gates))
 	olive := srv.addUser("olive@example.com", false)
 	carl := srv.addUser("carl@example.com", false)
 	app := newApp(t, map[string]string{"x": "y"})
@@ -206,7 +206,8 @@ func TestCancelFromSecondConnection(t *testing.T) {
 func TestLogsFollowWithTwoClients(t *testing.T) {
 	t.Parallel()
 	gates := t.TempDir()
-	srv := startServer(t, "--buildpacks", gatedBuildpack(t, gates))
+	// --sandbox none: the gate is a host path the sandbox hides.
+	srv := startServer(t, "--sandbox", "none", "--buildpacks", gatedBuildpack(t, gates))
 	olive := srv.addUser("olive@example.com", false)
 	app := newApp(t, map[string]string{"x": "y"})
 	if res := runResult(t, srv.git(olive, app, "push", srv.remote("tail"), "main:setup")); res.code != 0 {

@@ -64,7 +64,8 @@ func waitLine(t *testing.T, lines <-chan string, re string) string {
 func TestPushStreamsOutputAsProduced(t *testing.T) {
 	t.Parallel()
 	gates := t.TempDir()
-	srv := startServer(t, "--buildpacks", gatedBuildpack(t, gates))
+	// --sandbox none: the gate and pid files are host paths the sandbox hides (sandbox_test.go covers the sandboxed kill).
+	srv := startServer(t, "--sandbox", "none", "--buildpacks", gatedBuildpack(t, gates))
 	alice := srv.addUser("alice@example.com", false)
 	app := newApp(t, map[string]string{"x": "y"})
 	push := srv.git(alice, app, "push", srv.remote("streamer"), "main")
@@ -94,7 +95,8 @@ func TestPushStreamsOutputAsProduced(t *testing.T) {
 func TestConcurrentPushToSameAppIsRefused(t *testing.T) {
 	t.Parallel()
 	gates := t.TempDir()
-	srv := startServer(t, "--buildpacks", gatedBuildpack(t, gates))
+	// --sandbox none: the gate and pid files are host paths the sandbox hides (sandbox_test.go covers the sandboxed kill).
+	srv := startServer(t, "--sandbox", "none", "--buildpacks", gatedBuildpack(t, gates))
 	alice := srv.addUser("alice@example.com", false)
 	bob := srv.addUser("bob@example.com", true)
 	app := newApp(t, map[string]string{"x": "y"})
@@ -148,7 +150,8 @@ func TestConcurrentPushToSameAppIsRefused(t *testing.T) {
 func TestDisconnectKillsBuild(t *testing.T) {
 	t.Parallel()
 	gates := t.TempDir()
-	srv := startServer(t, "--buildpacks", gatedBuildpack(t, gates))
+	// --sandbox none: the gate and pid files are host paths the sandbox hides (sandbox_test.go covers the sandboxed kill).
+	srv := startServer(t, "--sandbox", "none", "--buildpacks", gatedBuildpack(t, gates))
 	alice := srv.addUser("alice@example.com", false)
 	app := newApp(t, map[string]string{"x": "y"})
 

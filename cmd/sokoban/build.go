@@ -1,35 +1,123 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/sokoban-deploy/sokoban/buildpack"
+	"github.com/sokoban-deploy/sokoban/internal/proc"
 	"github.com/sokoban-deploy/sokoban/receiver"
 )
+
+// buildpackFlags are the buildpack runner's settings shared by `serve` and
+// `build`.
+type buildpackFlags struct {
+	sandbox      string
+	shortNames   listFlag
+	fetchTimeout time.Duration
+	outputLimit  sizeFlag
+	cacheSize    sizeFlag
+}
+
+func (b *buildpackFlags) register(fs *flag.FlagSet, withCache bool) {
+	b.outputLimit, b.cacheSize = 64<<20, 1<<30
+	fs.StringVar(&b.sandbox, "sandbox", "auto", "build sandbox: auto (bubblewrap when it works), bwrap (required) or none")
+	fs.Var(&b.shortNames, "buildpack-map", "buildpack short names, NAME=URL, comma-separated or repeated (over the built-in heroku/* names)")
+	fs.DurationVar(&b.fetchTimeout, "fetch-timeout", 5*time.Minute, "limit for one attempt at fetching a buildpack (3 attempts)")
+	fs.Var(&b.outputLimit, "build-output-limit", "buildpack output shown per build before the rest is swallowed (K/M/G)")
+	if withCache {
+		fs.Var(&b.cacheSize, "buildpack-cache-size", "size bound of the fetched-buildpack cache under DATA/buildpacks (K/M/G)")
+	}
+}
+
+// builder makes the build pipeline from cfg plus these flags, and checks the
+// sandbox: with --sandbox=bwrap a machine where bubblewrap does not work is
+// an error; with auto it is a loud warning, because buildpacks then run with
+// the server's privileges.
+func (b *buildpackFlags) builder(cfg buildpack.Config, log *slog.Logger) (*buildpack.Builder, error) {
+	mode, err := buildpack.ParseSandbox(b.sandbox)
+	if err != nil {
+		return nil, fmt.Errorf("--sandbox: %w", err)
+	}
+	names, err := buildpack.ParseShortNames(b.shortNames)
+	if err != nil {
+		return nil, fmt.Errorf("--buildpack-map: %w", err)
+	}
+	cfg.Sandbox, cfg.ShortNames, cfg.FetchTimeout = mode, names, b.fetchTimeout
+	cfg.OutputLimit, cfg.FetchCacheSize = int64(b.outputLimit), int64(b.cacheSize)
+	if cfg.OutputLimit == 0 {
+		cfg.OutputLimit = -1 // 0 means no cap on the command line
+	}
+	builder := buildpack.New(cfg)
+	switch effective, err := builder.Sandbox(); {
+	case err != nil && mode == buildpack.SandboxBwrap:
+		return nil, fmt.Errorf("--sandbox=bwrap: %w (apt-get install bubblewrap; containers may need unprivileged user namespaces)", err)
+	case err != nil:
+		log.Warn("BUILDS ARE NOT SANDBOXED: bubblewrap does not work on this machine, so buildpacks run with this server's "+
+			"privileges and can read its data directory, keys and environment. Install bubblewrap (apt-get install bubblewrap), "+
+			"or pass --sandbox=none to say this is intended.", "err", err)
+	case effective == buildpack.SandboxNone:
+		log.Info("build sandbox turned off (--sandbox=none)")
+	default:
+		log.Info("builds run in a bubblewrap sandbox")
+	}
+	return builder, nil
+}
 
 // buildCmd runs the push pipeline's build on a local directory, with the same
 // output, for buildpack authors.
 func buildCmd(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	fs := newFlags("build", stderr)
 	var bps listFlag
-	fs.Var(&bps, "buildpack", "buildpack URL or directory (repeatable); default: the directory's .buildpacks")
-	envDir := fs.String("env-dir", "", "directory of config vars, one file per variable")
-	cacheDir := fs.String("cache", "", "cache directory kept between builds (default: a temporary one)")
+	var bf buildpackFlags
+	fs.Var(&bps, "buildpack", "buildpack URL, directory, tarball or short name (repeatable); default: DIR's .buildpacks")
+	envDir := fs.String("env-dir", "", "directory of config vars, one file per variable (ENV_DIR)")
+	cacheDir := fs.String("cache", "", "CACHE_DIR kept between builds (default: a temporary one)")
 	out := fs.String("o", "slug.tgz", "where to write the slug")
-	stack := fs.String("stack", "heroku-24", "stack name")
+	stack := fs.String("stack", "heroku-24", "stack name shown to buildpacks as STACK")
 	timeout := fs.Duration("compile-timeout", 15*time.Minute, "compile time limit")
+	slugSoft, slugHard := sizeFlag(300<<20), sizeFlag(500<<20)
+	fs.Var(&slugSoft, "slug-soft-limit", "slug size that prints a warning (K/M/G)")
+	fs.Var(&slugHard, "slug-hard-limit", "slug size that fails the build (K/M/G)")
+	bf.register(fs, false)
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return 2
 	}
 	if fs.NArg() != 1 {
-		return fail(stderr, "usage: sokoban build [--buildpack URL]... [--env-dir DIR] [--cache DIR] [-o slug.tgz] DIR")
+		_, _ = fmt.Fprintln(stderr, "usage: sokoban build [--buildpack URL]... [--env-dir DIR] [--cache DIR] [-o slug.tgz] DIR")
+		return 2
 	}
 	src := fs.Arg(0)
+	if st, err := os.Stat(src); err != nil || !st.IsDir() {
+		return fail(stderr, "%s is not a directory", src)
+	}
+	env := map[string]string{}
+	if *envDir != "" {
+		var err error
+		if env, err = readEnvDir(*envDir); err != nil {
+			return fail(stderr, "--env-dir: %v", err)
+		}
+	}
+	resolved, err := resolveBuildpacks(bps)
+	if err != nil {
+		return fail(stderr, "%v", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	b, err := bf.builder(buildpack.Config{
+		Stack: *stack, CompileTimeout: *timeout, SlugSoftLimit: int64(slugSoft), SlugHardLimit: int64(slugHard), Logger: log,
+	}, log)
+	if err != nil {
+		return fail(stderr, "%v", err)
+	}
+
 	work, err := os.MkdirTemp("", "sokoban-build-")
 	if err != nil {
 		return fail(stderr, "%v", err)
@@ -39,38 +127,52 @@ func buildCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err := buildpack.CopyDir(src, buildDir); err != nil {
 		return fail(stderr, "copy %s: %v", src, err)
 	}
-	env := map[string]string{}
-	if *envDir != "" {
-		if env, err = readEnvDir(*envDir); err != nil {
-			return fail(stderr, "%v", err)
-		}
-	}
 	cache := *cacheDir
 	if cache == "" {
 		cache = filepath.Join(work, "cache")
+	} else if cache, err = filepath.Abs(cache); err != nil {
+		return fail(stderr, "--cache: %v", err)
 	}
 	slug, err := os.Create(*out)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
-	resolved, err := resolveBuildpacks(bps)
-	if err != nil {
-		return fail(stderr, "%v", err)
-	}
-	b := buildpack.New(buildpack.Config{Stack: *stack, CompileTimeout: *timeout})
+	id := receiver.NewBuildID()
+	buildpack.Step(stdout, "Build ID: %s", id)
 	res, err := b.Build(ctx, buildpack.Job{
-		ID: receiver.NewBuildID(), BuildDir: buildDir, WorkDir: filepath.Join(work, "bp"), CacheDir: cache,
-		Env: env, Buildpacks: resolved, Output: stdout, Slug: slug, TrustSource: true,
+		ID: id, BuildDir: buildDir, WorkDir: filepath.Join(work, "bp"), CacheDir: cache,
+		Env: env, Buildpacks: resolved, SourceVersion: sourceVersion(ctx, src),
+		Output: stdout, Slug: slug, TrustSource: true,
 	})
 	if cerr := slug.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	if err != nil {
 		_ = os.Remove(*out)
+		if ctx.Err() != nil {
+			buildpack.Warn(stdout, "Build cancelled")
+		} else {
+			buildpack.Warn(stdout, "Build failed")
+		}
 		return 1
 	}
-	fmt.Fprintf(stdout, "-----> Wrote %s (%s, %s)\n", *out, buildpack.Size(res.Slug.Size), res.Slug.Checksum)
+	buildpack.Step(stdout, "Wrote %s (%s, %s)", *out, buildpack.Size(res.Slug.Size), res.Slug.Checksum)
 	return 0
+}
+
+// sourceVersion is the commit checked out in dir when it is a git work
+// tree, for SOURCE_VERSION as a push would set it; "" otherwise.
+func sourceVersion(ctx context.Context, dir string) string {
+	var out bytes.Buffer
+	err := proc.Run(ctx, proc.Cmd{
+		Argv:   []string{"git", "-C", dir, "rev-parse", "--verify", "--quiet", "HEAD"},
+		Env:    []string{"PATH=" + os.Getenv("PATH"), "HOME=/nonexistent", "GIT_CONFIG_NOSYSTEM=1", "LANG=C"},
+		Stdout: &out, Stderr: io.Discard,
+	})
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(out.String())
 }
 
 func readEnvDir(dir string) (map[string]string, error) {
@@ -80,7 +182,7 @@ func readEnvDir(dir string) (map[string]string, error) {
 	}
 	env := map[string]string{}
 	for _, e := range entries {
-		if e.IsDir() {
+		if !e.Type().IsRegular() {
 			continue
 		}
 		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
