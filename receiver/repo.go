@@ -3,7 +3,7 @@ package receiver
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
+	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,33 +21,112 @@ import (
 	"github.com/sokoban-deploy/sokoban/stow"
 )
 
-// Repositories are durable in stow as a git bundle plus a manifest that points
-// at it (apps/APP/repo.json → apps/APP/repo/GEN.bundle). Bundles are immutable
-// and named by generation, so a reader that fetched manifest N never reads half
-// of bundle N+1. Each node keeps a bare repository per app as a cache
-// (DATA/repos/APP.git) and a note of the generation it matches
-// (DATA/repos/APP.json); the cache is used only when that generation is the
-// stowed one, so a node never serves or builds on a stale repository.
+// Repositories are durable in stow as a chain of git bundles plus a manifest
+// that lists them (apps/APP/repo.json → apps/APP/repo/GEN-RANDOM.bundle…): a
+// full base bundle, then one incremental bundle per push holding only the
+// objects that push added. Restoring applies them in order. Bundles are
+// immutable and uniquely named, so a reader that fetched manifest N never
+// reads half of N+1; a writer deletes superseded bundles only after the
+// manifest that drops them is in place (repo_save.go).
+//
+// Each node keeps a bare repository per app as a cache (DATA/repos/APP.git)
+// and a note of the manifest it matches (DATA/repos/APP.json). The cache is
+// used as is only when that note names the stowed manifest; a cache a few
+// generations behind fetches just the newer bundles (repo_restore.go), and
+// anything else is restored from the whole chain into a fresh repository.
 
 // manifest describes the stowed repository of an app.
 type manifest struct {
-	Generation int64             `json:"generation"`
-	Bundle     string            `json:"bundle,omitempty"` // stow key; empty when the repository has no refs
-	SHA256     string            `json:"sha256,omitempty"`
-	Size       int64             `json:"size,omitempty"`
-	Refs       map[string]string `json:"refs"`
-	Fence      int64             `json:"fence,omitempty"` // lease generation of the writer
-	UpdatedAt  time.Time         `json:"updated_at"`
-}
-
-// cacheState is the node's note about its cached repository.
-type cacheState struct {
 	Generation int64 `json:"generation"`
+	// ID is random per write, so two writes of one generation (a fenced-out
+	// writer racing a new one) are never mistaken for each other.
+	ID string `json:"id,omitempty"`
+	// Bundles is the chain: a full bundle first, then incremental ones, in
+	// the order they apply. Empty when the repository has no refs.
+	Bundles []bundleRef `json:"bundles,omitempty"`
+	// Refs is the repository's refs (name → object id) after the chain.
+	Refs      map[string]string `json:"refs"`
+	Fence     int64             `json:"fence,omitempty"` // lease generation of the writer, for operators
+	UpdatedAt time.Time         `json:"updated_at"`
+
+	// Bundle, SHA256 and Size are the single full bundle of manifests written
+	// before chains; readManifest turns them into a one-bundle chain.
+	Bundle string `json:"bundle,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+	Size   int64  `json:"size,omitempty"`
 }
 
-func manifestKey(app string) string { return "apps/" + app + "/repo.json" }
-func bundleKey(app string, gen int64) string {
-	return fmt.Sprintf("apps/%s/repo/%012d.bundle", app, gen)
+// bundleRef is one stowed bundle of a chain.
+type bundleRef struct {
+	Key        string `json:"key"`
+	Generation int64  `json:"generation"` // the manifest generation that wrote it
+	Size       int64  `json:"size"`
+	SHA256     string `json:"sha256"`
+}
+
+// base is the chain's full bundle, and incrementalSize the bytes after it.
+func (m *manifest) base() *bundleRef {
+	if m == nil || len(m.Bundles) == 0 {
+		return nil
+	}
+	return &m.Bundles[0]
+}
+
+func (m *manifest) incrementalSize() int64 {
+	var n int64
+	if m != nil && len(m.Bundles) > 1 {
+		for _, b := range m.Bundles[1:] {
+			n += b.Size
+		}
+	}
+	return n
+}
+
+// cacheState is the node's note about its cached repository: the manifest it
+// matches.
+type cacheState struct {
+	Generation int64  `json:"generation"`
+	ID         string `json:"id,omitempty"`
+}
+
+func (s *cacheState) matches(m *manifest) bool {
+	return s != nil && m != nil && s.Generation == m.Generation && s.ID == m.ID
+}
+
+func manifestKey(app string) string  { return "apps/" + app + "/repo.json" }
+func bundlePrefix(app string) string { return "apps/" + app + "/repo/" }
+
+// newBundleKey names a bundle written at generation gen; the random part keeps
+// a failed or fenced-out write from ever overwriting a bundle a manifest names.
+func newBundleKey(app string, gen int64) string {
+	return fmt.Sprintf("%s%012d-%s.bundle", bundlePrefix(app), gen, randomHex(4))
+}
+
+// bundleNameRE matches bundle names: GEN.bundle (single-bundle manifests) or
+// GEN-RANDOM.bundle.
+var bundleNameRE = regexp.MustCompile(`^([0-9]{12})(-[0-9a-f]{8})?\.bundle$`)
+
+// bundleGeneration is the generation in a bundle key of app, or -1.
+func bundleGeneration(app, key string) int64 {
+	name, ok := strings.CutPrefix(key, bundlePrefix(app))
+	if !ok {
+		return -1
+	}
+	m := bundleNameRE.FindStringSubmatch(name)
+	if m == nil {
+		return -1
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return hex.EncodeToString(b)
 }
 
 type repos struct {
@@ -92,30 +173,56 @@ func (r *repos) prepare(ctx context.Context, app string, create bool) (string, *
 	unlock := r.lock(app)
 	defer unlock()
 	dir := r.path(app)
-	stowed, err := r.readManifest(ctx, app)
-	if err != nil {
-		return "", nil, err
-	}
-	state, haveCache := r.readState(app), isDir(dir)
-	switch {
-	case haveCache && stowed == nil:
-		// Pushed here but never stowed (stow failed after the push): the cache is
-		// the only copy, and the next successful push stows it.
-		return dir, nil, nil
-	case haveCache && state != nil && state.Generation == stowed.Generation:
-		return dir, stowed, nil
-	case stowed == nil && !create:
-		return "", nil, ErrNoRepo
-	case stowed == nil:
-		if err := r.initBare(ctx, dir); err != nil {
+	for attempt := 0; ; attempt++ {
+		stowed, err := r.readManifest(ctx, app)
+		if err != nil {
 			return "", nil, err
 		}
-		return dir, nil, nil
+		state, haveCache := r.readState(app), isDir(dir)
+		switch {
+		case haveCache && stowed == nil:
+			// Pushed here but never stowed (stow failed after the push): the cache is
+			// the only copy, and the next push stows it (SPEC F11).
+			return dir, nil, nil
+		case haveCache && state.matches(stowed):
+			return dir, stowed, nil
+		case stowed == nil && !create:
+			return "", nil, ErrNoRepo
+		case stowed == nil:
+			if err := r.initBare(ctx, dir); err != nil {
+				return "", nil, err
+			}
+			return dir, nil, nil
+		}
+		if !haveCache {
+			state = nil
+		}
+		err = r.restore(ctx, app, stowed, state)
+		if errors.Is(err, errBundleGone) && attempt < 3 {
+			// A compaction may have replaced the chain after we read the
+			// manifest: read it again and restore what it names now.
+			if now, rerr := r.readManifest(ctx, app); rerr == nil && now != nil && now.ID != stowed.ID {
+				continue
+			}
+		}
+		if errors.Is(err, errBundleGone) {
+			err = fmt.Errorf("%w: %v", ErrCorruptRepo, err)
+		}
+		if err != nil {
+			return "", nil, err
+		}
+		return dir, stowed, nil
 	}
-	if err := r.restore(ctx, app, stowed); err != nil {
-		return "", nil, err
+}
+
+// unstowed reports whether refs (the cache's, after a push) differ from what
+// stow holds: the push moved refs, or an earlier push on this node moved them
+// and could not stow them (SPEC F11: the next push retries).
+func (r *repos) unstowed(stowed *manifest, refs map[string]string) bool {
+	if stowed == nil {
+		return len(refs) > 0
 	}
-	return dir, stowed, nil
+	return !sameRefs(stowed.Refs, refs)
 }
 
 func (r *repos) initBare(ctx context.Context, dir string) error {
@@ -130,129 +237,58 @@ func (r *repos) initBare(ctx context.Context, dir string) error {
 	return r.swap(tmp, dir)
 }
 
-// restore replaces the cache with the stowed repository, verifying it first.
-func (r *repos) restore(ctx context.Context, app string, m *manifest) error {
-	tmp, err := os.MkdirTemp(r.tmp, "restore-")
-	if err != nil {
-		return err
-	}
-	defer func() { _ = os.RemoveAll(tmp) }()
-	repo := filepath.Join(tmp, "repo.git")
-	if _, err := r.run(ctx, "", "init", "--quiet", "--bare", "--initial-branch=main", repo); err != nil {
-		return fmt.Errorf("receiver: restore %s: %w", app, err)
-	}
-	if m.Bundle != "" {
-		bundle := filepath.Join(tmp, "repo.bundle")
-		if err := r.download(ctx, m, bundle); err != nil {
-			return err
-		}
-		if out, err := r.run(ctx, repo, "bundle", "verify", "--quiet", bundle); err != nil {
-			return fmt.Errorf("%w: %s: git bundle verify: %s", ErrCorruptRepo, m.Bundle, lastLine(out))
-		}
-		if out, err := r.run(ctx, repo, "fetch", "--quiet", "--no-tags", bundle, "+refs/*:refs/*"); err != nil {
-			return fmt.Errorf("%w: %s: %s", ErrCorruptRepo, m.Bundle, lastLine(out))
-		}
-		refs, err := r.refs(ctx, repo)
-		if err != nil {
-			return err
-		}
-		if !sameRefs(refs, m.Refs) {
-			return fmt.Errorf("%w: %s: refs do not match the manifest", ErrCorruptRepo, m.Bundle)
-		}
-		r.fixHead(ctx, repo, refs)
-	}
-	dir := r.path(app)
-	if err := r.swap(repo, dir); err != nil {
-		return err
-	}
-	return r.writeState(app, cacheState{Generation: m.Generation})
-}
-
-// download fetches the manifest's bundle into path, checking size and SHA256.
-func (r *repos) download(ctx context.Context, m *manifest, path string) error {
-	rc, _, err := r.stow.Get(ctx, m.Bundle)
-	if errors.Is(err, stow.ErrNotFound) {
-		return fmt.Errorf("%w: %s is missing", ErrCorruptRepo, m.Bundle)
-	}
-	if err != nil {
-		return fmt.Errorf("receiver: fetch repository: %w", err)
-	}
-	defer func() { _ = rc.Close() }()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(f, h), rc)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("receiver: fetch repository: %w", err)
-	}
-	if n != m.Size || hex.EncodeToString(h.Sum(nil)) != m.SHA256 {
-		return fmt.Errorf("%w: %s: %d bytes with checksum %x, manifest says %d bytes with %s",
-			ErrCorruptRepo, m.Bundle, n, h.Sum(nil)[:6], m.Size, shortSum(m.SHA256))
-	}
-	return nil
-}
-
-// save stows the repository at dir as the next generation after base. fence is
-// the writer's lease generation.
-func (r *repos) save(ctx context.Context, app, dir string, base *manifest, fence int64) error {
-	refs, err := r.refs(ctx, dir)
-	if err != nil {
-		return err
-	}
-	next := &manifest{Generation: 1, Refs: refs, Fence: fence, UpdatedAt: time.Now().UTC()}
-	if base != nil {
-		next.Generation = base.Generation + 1
-	}
-	if len(refs) > 0 {
-		tmp, err := os.MkdirTemp(r.tmp, "bundle-")
-		if err != nil {
-			return err
-		}
-		defer func() { _ = os.RemoveAll(tmp) }()
-		bundle := filepath.Join(tmp, "repo.bundle")
-		if out, err := r.run(ctx, dir, "bundle", "create", "--quiet", bundle, "--all"); err != nil {
-			return fmt.Errorf("receiver: bundle repository: %s", lastLine(out))
-		}
-		f, err := os.Open(bundle)
-		if err != nil {
-			return err
-		}
-		h := sha256.New()
-		next.Bundle = bundleKey(app, next.Generation)
-		info, err := r.stow.Put(ctx, next.Bundle, io.TeeReader(f, h))
-		_ = f.Close()
-		if err != nil {
-			return fmt.Errorf("receiver: stow repository: %w", err)
-		}
-		next.Size, next.SHA256 = info.Size, hex.EncodeToString(h.Sum(nil))
-	}
-	if _, err := stow.PutJSON(ctx, r.stow, manifestKey(app), next); err != nil {
-		return fmt.Errorf("receiver: stow repository manifest: %w", err)
-	}
-	if base != nil && base.Bundle != "" && base.Bundle != next.Bundle {
-		_ = r.stow.Delete(ctx, base.Bundle) // a leftover only costs space
-	}
-	r.fixHead(ctx, dir, refs)
-	return r.writeState(app, cacheState{Generation: next.Generation})
-}
-
 func (r *repos) readManifest(ctx context.Context, app string) (*manifest, error) {
 	var m manifest
 	if _, err := stow.GetJSON(ctx, r.stow, manifestKey(app), &m); err != nil {
 		if errors.Is(err, stow.ErrNotFound) {
 			return nil, nil
 		}
+		if errors.Is(err, stow.ErrCorrupt) {
+			return nil, fmt.Errorf("%w: %s: %v", ErrCorruptRepo, manifestKey(app), err)
+		}
 		return nil, fmt.Errorf("receiver: read repository manifest: %w", err)
 	}
-	if m.Bundle != "" && m.Bundle != bundleKey(app, m.Generation) {
-		return nil, fmt.Errorf("%w: manifest names %q", ErrCorruptRepo, m.Bundle)
+	if m.Bundle != "" && len(m.Bundles) == 0 {
+		m.Bundles = []bundleRef{{Key: m.Bundle, Generation: m.Generation, Size: m.Size, SHA256: m.SHA256}}
+	}
+	m.Bundle, m.SHA256, m.Size = "", "", 0
+	if err := checkManifest(app, &m); err != nil {
+		return nil, err
 	}
 	return &m, nil
+}
+
+var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// checkManifest refuses a manifest that names bundles outside the app's
+// repository prefix or out of order: it was not written by us.
+func checkManifest(app string, m *manifest) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: %s: %s", ErrCorruptRepo, manifestKey(app), fmt.Sprintf(format, args...))
+	}
+	if m.Generation < 1 {
+		return bad("generation %d", m.Generation)
+	}
+	prev := int64(0)
+	for _, b := range m.Bundles {
+		g := bundleGeneration(app, b.Key)
+		if g < 1 || g != b.Generation || g <= prev || g > m.Generation {
+			return bad("bundle %q out of place", b.Key)
+		}
+		if b.Size <= 0 || !sha256RE.MatchString(b.SHA256) {
+			return bad("bundle %q without size or checksum", b.Key)
+		}
+		prev = g
+	}
+	if len(m.Refs) > 0 && len(m.Bundles) == 0 {
+		return bad("refs without bundles")
+	}
+	for name, oid := range m.Refs {
+		if !strings.HasPrefix(name, "refs/") || strings.ContainsAny(name, " \t\r\n\x00") || !oidRE.MatchString(oid) {
+			return bad("ref %q", name)
+		}
+	}
+	return nil
 }
 
 func (r *repos) readState(app string) *cacheState {
@@ -267,8 +303,8 @@ func (r *repos) readState(app string) *cacheState {
 	return &s
 }
 
-func (r *repos) writeState(app string, s cacheState) error {
-	b, _ := json.Marshal(s)
+func (r *repos) writeState(app string, m *manifest) error {
+	b, _ := json.Marshal(cacheState{Generation: m.Generation, ID: m.ID})
 	tmp := r.statePath(app) + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
@@ -325,8 +361,13 @@ func (r *repos) fixHead(ctx context.Context, dir string, refs map[string]string)
 // run runs a git command with the server-side environment and returns its
 // combined output.
 func (r *repos) run(ctx context.Context, dir string, args ...string) (string, error) {
+	return r.runIn(ctx, dir, nil, args...)
+}
+
+// runIn is run with stdin.
+func (r *repos) runIn(ctx context.Context, dir string, stdin io.Reader, args ...string) (string, error) {
 	var out bytes.Buffer
-	err := proc.Run(ctx, proc.Cmd{Argv: append([]string{r.git}, args...), Dir: dir, Env: gitEnv(nil), Stdout: &limitWriter{w: &out, n: 1 << 20}})
+	err := proc.Run(ctx, proc.Cmd{Argv: append([]string{r.git}, args...), Dir: dir, Env: gitEnv(nil), Stdin: stdin, Stdout: &limitWriter{w: &out, n: 1 << 20}})
 	return out.String(), err
 }
 

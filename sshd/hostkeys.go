@@ -54,17 +54,46 @@ func LoadHostKeys(dir string, files []string) ([]gossh.Signer, error) {
 	return signers, nil
 }
 
-func generateHostKey(path string, gen func() (any, error)) error {
+// HostKeyNames are the host keys every node has, by file name.
+func HostKeyNames() []string {
+	names := make([]string, len(hostKeyFiles))
+	for i, hk := range hostKeyFiles {
+		names[i] = hk.name
+	}
+	return names
+}
+
+// GenerateHostKey returns a new private host key of the kind name stands for
+// (one of HostKeyNames), in OpenSSH PEM form. Cluster nodes that keep their
+// host keys in stow use it and ParseHostKey.
+func GenerateHostKey(name string) ([]byte, error) {
+	for _, hk := range hostKeyFiles {
+		if hk.name == name {
+			return encodeHostKey(hk.gen)
+		}
+	}
+	return nil, fmt.Errorf("sshd: no host key kind %q", name)
+}
+
+func encodeHostKey(gen func() (any, error)) ([]byte, error) {
 	key, err := gen()
 	if err != nil {
-		return fmt.Errorf("sshd: generate host key: %w", err)
+		return nil, fmt.Errorf("sshd: generate host key: %w", err)
 	}
 	block, err := gossh.MarshalPrivateKey(key, "sokoban host key")
 	if err != nil {
-		return fmt.Errorf("sshd: encode host key: %w", err)
+		return nil, fmt.Errorf("sshd: encode host key: %w", err)
+	}
+	return pem.EncodeToMemory(block), nil
+}
+
+func generateHostKey(path string, gen func() (any, error)) error {
+	data, err := encodeHostKey(gen)
+	if err != nil {
+		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
 		return fmt.Errorf("sshd: write host key: %w", err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -85,15 +114,21 @@ func readHostKey(path string) (gossh.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sshd: host key: %w", err)
 	}
+	return ParseHostKey(path, data)
+}
+
+// ParseHostKey turns a PEM private key into a host key signer; name says
+// where it came from, for errors. RSA keys sign with SHA-2 only.
+func ParseHostKey(name string, data []byte) (gossh.Signer, error) {
 	s, err := gossh.ParsePrivateKey(data)
 	if err != nil {
-		return nil, fmt.Errorf("sshd: host key %s: %w", path, err)
+		return nil, fmt.Errorf("sshd: host key %s: %w", name, err)
 	}
 	if s.PublicKey().Type() == gossh.KeyAlgoRSA {
 		// Offer RSA host keys only with SHA-2 signatures.
 		as, ok := s.(gossh.AlgorithmSigner)
 		if !ok {
-			return nil, fmt.Errorf("sshd: host key %s cannot sign with rsa-sha2", path)
+			return nil, fmt.Errorf("sshd: host key %s cannot sign with rsa-sha2", name)
 		}
 		return gossh.NewSignerWithAlgorithms(as, []string{gossh.KeyAlgoRSASHA512, gossh.KeyAlgoRSASHA256})
 	}

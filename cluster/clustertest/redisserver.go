@@ -6,6 +6,8 @@ package clustertest
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"fmt"
 	"net"
 	"os/exec"
 	"strconv"
@@ -66,7 +68,8 @@ func (s *RedisServer) start() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := &lockedBuffer{}
-	cmd := exec.Command(s.bin,
+	// The server outlives any one call: Stop and Restart manage its life.
+	cmd := exec.Command(s.bin, //nolint:noctx // see above
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir, "--daemonize", "no")
 	cmd.Stdout, cmd.Stderr = out, out
@@ -128,7 +131,8 @@ func waitReady(addr string, exited <-chan struct{}, guard time.Duration) bool {
 }
 
 func ping(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
+	d := net.Dialer{Timeout: time.Second}
+	c, err := d.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
 		return false
 	}
@@ -142,12 +146,16 @@ func ping(addr string) bool {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	addr, ok := l.Addr().(*net.TCPAddr)
+	if !ok {
+		return 0, fmt.Errorf("unexpected listener address %v", l.Addr())
+	}
+	return addr.Port, nil
 }
 
 type lockedBuffer struct {
