@@ -23,6 +23,12 @@ type Request struct {
 	Stack        string
 	User         string
 	Description  string
+	// CommitDescription is the commit's message, when the caller knows it
+	// (Heroku mode sends it with the slug).
+	CommitDescription string
+	// BuildpackDescription is what the buildpacks detected ("Python"), for the
+	// slug's buildpack_provided_description in Heroku mode.
+	BuildpackDescription string
 }
 
 // Release is one version of an app.
@@ -39,6 +45,8 @@ type Release struct {
 	BuildID      string            `json:"build_id,omitempty"`
 	SlugSize     int64             `json:"slug_size,omitempty"`
 	Stack        string            `json:"stack,omitempty"`
+	// URL is where the released app answers (Heroku mode's web_url), when known.
+	URL string `json:"url,omitempty"`
 }
 
 // Local records releases in stow under apps/APP/releases/vNNNNNNNN.json. The

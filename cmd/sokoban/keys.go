@@ -22,6 +22,8 @@ func keysCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	sf.register(fs)
 	admin := fs.Bool("admin", false, "keys add: give the user the admin role")
 	asJSON := fs.Bool("json", false, "keys list: print JSON")
+	var hk herokuKeyFlags
+	hk.register(fs)
 	if err := parseFlags(fs, args, getenv); err != nil {
 		return 2
 	}
@@ -33,6 +35,9 @@ func keysCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	rest := fs.Args()
 	switch sub {
 	case "add":
+		if hk.tokenFile != "" {
+			return hk.add(ctx, st, store, *admin, rest, stdin, stdout, stderr)
+		}
 		if len(rest) != 2 {
 			return fail(stderr, "usage: sokoban keys add [--admin] USER KEYFILE|-")
 		}

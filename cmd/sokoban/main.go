@@ -28,6 +28,8 @@ const usage = `Sokoban: git push to deploy, over SSH.
 Usage:
   sokoban serve [flags]                          run the server (see sokoban serve -h)
   sokoban keys add [--admin] USER KEYFILE|-      register a public key
+  sokoban keys add --heroku-token-file FILE KEYFILE|-
+                                                 Heroku mode: link a key to its Heroku account
   sokoban keys list [--json]                     list registered keys
   sokoban keys remove FINGERPRINT                remove a key
   sokoban build [--buildpack URL]... [-o slug.tgz] DIR

@@ -29,6 +29,10 @@ type App struct {
 	ID     string `json:"id"`
 	Name   string `json:"name"`
 	WebURL string `json:"web_url"`
+	Owner  struct {
+		ID    string `json:"id"`
+		Email string `json:"email"`
+	} `json:"owner"`
 }
 
 // SlugRequest describes a slug to create (SPEC G4). ProcessTypes is required by

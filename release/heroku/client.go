@@ -178,7 +178,7 @@ func (c *Client) apiAttempt(ctx context.Context, cl call, body []byte, reqID, li
 	if err != nil {
 		return c.transportFailure(ctx, err, c.cfg.CallTimeout)
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	c.noteRateLimit(limitKey, resp.Header)
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse))
 	c.log.Debug("heroku request", "method", cl.method, "path", cl.path, "status", resp.StatusCode,

@@ -1,5 +1,6 @@
-// Package heroku is the client for the part of Heroku's Platform API that Heroku
-// mode needs (SPEC G): who a token belongs to and its SSH keys, whether the token
-// may push an app, the app's build settings, and slug upload → release.
-// It never builds, never stores anything and never makes the access decision itself.
+// Package heroku is Heroku mode (SPEC G): a client for the part of Heroku's
+// Platform API it needs, and on top of it the seams the front door and the
+// receiver take — key lookup re-verified against the account, access, build
+// settings, releases — plus linking a key to an account. Heroku's answers make
+// every decision; the package never builds, and stores nothing but account links.
 package heroku

@@ -55,6 +55,9 @@ func UserMessage(err error) string {
 	if err == nil {
 		return ""
 	}
+	if ue, ok := errors.AsType[*UserError](err); ok {
+		return ue.Message
+	}
 	if errors.Is(err, ErrNoAccess) {
 		return ErrNoAccess.Error()
 	}
@@ -78,3 +81,33 @@ var errUploadBroken = errors.New("slug upload broke")
 
 // errAttemptTimeout marks one attempt that hit Config.CallTimeout (or UploadTimeout).
 var errAttemptTimeout = errors.New("no answer in time")
+
+// UserError is what Heroku mode's seams (Keys, Access, Settings, Releaser,
+// Linker) return: Message is the one line for the pusher (shown by the
+// receiver and the CLI through UserMessage), Err the chain for the log.
+type UserError struct {
+	Message string
+	Err     error
+}
+
+func (e *UserError) Error() string {
+	if e.Err == nil {
+		return e.Message
+	}
+	return e.Message + ": " + e.Err.Error()
+}
+
+// UserMessage is Message.
+func (e *UserError) UserMessage() string { return e.Message }
+
+func (e *UserError) Unwrap() error { return e.Err }
+
+// userError wraps err, a failed API call, with the line a pusher sees: the
+// API's own words (SPEC G2), and what to do when the token was refused.
+func userError(err error) *UserError {
+	msg := UserMessage(err)
+	if errors.Is(err, ErrUnauthorized) {
+		msg += " (Heroku rejected the linked token: link your key again with a new one)"
+	}
+	return &UserError{Message: msg, Err: err}
+}

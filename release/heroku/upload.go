@@ -81,7 +81,7 @@ func (c *Client) uploadAttempt(ctx context.Context, method, target string, open 
 		a.err = fmt.Errorf("%w after %d of %d bytes: %w", errUploadBroken, body.n.Load(), size, a.err)
 		return a
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	c.log.Debug("heroku slug upload", "status", resp.StatusCode, "bytes", size, "duration", time.Since(start))
 	if resp.StatusCode/100 == 2 {

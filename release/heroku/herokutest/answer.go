@@ -232,6 +232,11 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
 		s.halfway--
 	}
 	s.mu.Unlock()
+	if faulted && fault.Drop {
+		s.finish(idx, rec)
+		dropConn(w)
+		return
+	}
 	if faulted {
 		rec.Status = fault.Status
 		s.finish(idx, rec)
@@ -244,9 +249,7 @@ func (s *Server) serveBlob(w http.ResponseWriter, r *http.Request) {
 	if halfway {
 		_, _ = io.CopyN(io.Discard, r.Body, r.ContentLength/2)
 		s.finish(idx, rec) // Status 0: the connection was dropped
-		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			_ = conn.Close()
-		}
+		dropConn(w)
 		return
 	}
 	data, err := io.ReadAll(r.Body)

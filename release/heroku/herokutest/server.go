@@ -46,6 +46,9 @@ type Fault struct {
 	ID         string
 	Message    string
 	RetryAfter string // sent as Retry-After when set
+	// Drop closes the connection without an answer, the way a client sees an
+	// API that is down or a proxy that reset; Status and the rest are ignored.
+	Drop bool
 }
 
 // Request is one request the fake received, as it arrived.
@@ -424,6 +427,11 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	fault, faulted := s.takeFault(rec.Endpoint)
 	s.mu.Unlock()
 
+	if faulted && fault.Drop {
+		s.finish(idx, rec) // Status 0: the connection was dropped
+		dropConn(w)
+		return
+	}
 	var status int
 	var answer any
 	switch {
@@ -457,6 +465,13 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	s.finish(idx, rec)
 	writeRaw(w, r, status, data, left)
+}
+
+// dropConn closes the request's connection without an answer.
+func dropConn(w http.ResponseWriter) {
+	if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+		_ = conn.Close()
+	}
 }
 
 // hold waits out ep's delay; false when the client or the server went away.
