@@ -44,7 +44,7 @@ func newRig(b *testing.B) *rig {
 	writeFile(b, filepath.Join(bp, "bin", "compile"), "#!/bin/sh\ntrue\n", 0o755)
 	data := filepath.Join(dir, "data")
 	sh(b, "", bin, "keys", "add", "--data", data, "bench@example.com", r.key+".pub")
-	r.sokoban = start(b, data, bin, "serve", "--data", data, "--listen", "127.0.0.1:0", "--buildpacks", bp, "--log-level", "warn")
+	r.sokoban = start(b, data, bin, "serve", "--data", data, "--listen", "127.0.0.1:0", "--buildpacks", bp, "--log-level", "warn", "--http", "")
 
 	// Plain OpenSSH on a free port, set up the way a git host is: a dedicated
 	// user whose shell is git-shell, the same key. (A login shell with dotfiles

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -93,6 +94,7 @@ func TestHostKeysPersist(t *testing.T) {
 				keys = append(keys, f[1]+" "+f[2])
 			}
 		}
+		sort.Strings(keys) // ssh-keyscan prints in no fixed order
 		return strings.Join(keys, "\n")
 	}
 	before := scan()

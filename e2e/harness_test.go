@@ -88,7 +88,8 @@ func startServer(t testing.TB, extra ...string) *server {
 func (s *server) start(extra ...string) {
 	s.t.Helper()
 	_ = os.Remove(filepath.Join(s.data, "listen.addr"))
-	args := append([]string{"serve", "--data", s.data, "--listen", "127.0.0.1:0", "--node", "node-a"}, extra...)
+	// --http on port 0: parallel servers must not fight over 9222.
+	args := append([]string{"serve", "--data", s.data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--node", "node-a"}, extra...)
 	s.cmd = exec.Command(sokobanBin, args...)
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.dir}
 	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
@@ -108,9 +109,10 @@ func (s *server) start(extra ...string) {
 		if err != nil {
 			return false
 		}
+		// The server writes the file in place: it may still be empty.
 		addr := strings.TrimSpace(string(b))
 		s.port = addr[strings.LastIndexByte(addr, ':')+1:]
-		return true
+		return s.port != ""
 	})
 }
 

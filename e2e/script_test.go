@@ -76,7 +76,7 @@ func cmdServe(ts *testscript.TestScript, neg bool, args []string) {
 	if err != nil {
 		ts.Fatalf("%v", err)
 	}
-	cmd := exec.Command(sokobanBin, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0", "--node", "node-a"}, args...)...)
+	cmd := exec.Command(sokobanBin, append([]string{"serve", "--data", data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--node", "node-a"}, args...)...)
 	cmd.Dir = ts.Getenv("WORK")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + ts.Getenv("WORK")}
 	cmd.Stdout, cmd.Stderr = log, log
@@ -158,4 +158,3 @@ func cmdAs(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	ts.Setenv("SOKOBAN_USER", args[0])
 }
-

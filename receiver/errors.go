@@ -10,4 +10,10 @@ var (
 	ErrCorruptRepo = errors.New("receiver: stowed repository is corrupt")
 	// ErrBadHookRequest means the pre-receive hook sent something unexpected.
 	ErrBadHookRequest = errors.New("receiver: bad hook request")
+	// ErrHookSocketDown means the hook callback socket is gone: pushes would
+	// fail in their pre-receive hook.
+	ErrHookSocketDown = errors.New("receiver: hook socket is down")
+	// ErrRestarting is the cause of pushes cancelled because the server stops
+	// after its drain timeout (SPEC H5).
+	ErrRestarting = errors.New(MsgRestarting)
 )

@@ -93,7 +93,7 @@ func newHookServer(runDir string, log *slog.Logger) (*hookServer, error) {
 		path = filepath.Join(dir, "hook.sock")
 	}
 	_ = os.Remove(path) // a stale socket from a crashed run; cmd holds the data dir lock
-	ln, err := net.Listen("unix", path)
+	ln, err := (&net.ListenConfig{}).Listen(context.Background(), "unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("receiver: hook socket: %w", err)
 	}

@@ -20,8 +20,6 @@ import (
 // DeployBranches are the branches whose pushes build (SPEC A4).
 var DeployBranches = []string{"refs/heads/main", "refs/heads/master"}
 
-const zeroOID = "0000000000000000000000000000000000000000"
-
 var oidRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 type refUpdate struct{ old, new, ref string }
@@ -175,10 +173,15 @@ func (p *push) build(u refUpdate, qenv []string, hookEnv map[string]string, out 
 	settings, err := r.deps.Settings.BuildSettings(ctx, p.req.User.Name, app)
 	if err != nil {
 		p.log.Error("app settings", "err", err)
-		buildpack.Warn(out, "Push rejected, the app's settings could not be read; try again in a moment.")
+		msg := "the app's settings could not be read; try again in a moment."
+		if m := userMessage(err); m != "" {
+			msg = "the app's settings could not be read: " + m
+		}
+		buildpack.Warn(out, "Push rejected, %s", msg)
 		return failed(StatusFailed, "settings")
 	}
 
+	cacheDir := p.restoreCache(hookEnv, out) // SPEC C6, from stow; -o cache=purge starts empty
 	slugKey := "apps/" + app + "/slugs/" + p.id + ".tgz"
 	pr, pw := io.Pipe()
 	var putErr error
@@ -191,7 +194,7 @@ func (p *push) build(u refUpdate, qenv []string, hookEnv map[string]string, out 
 	}()
 	res, err := r.deps.Builder.Build(ctx, buildpack.Job{
 		ID: p.id, BuildDir: buildDir, WorkDir: filepath.Join(p.work, "bp"),
-		CacheDir:   filepath.Join(r.cfg.DataDir, "cache", app),
+		CacheDir:   cacheDir,
 		Env:        settings.Config,
 		Buildpacks: settings.Buildpacks, SourceVersion: u.new,
 		Output: out, Slug: pw, Stage: p.setStage,
@@ -214,6 +217,13 @@ func (p *push) build(u refUpdate, qenv []string, hookEnv map[string]string, out 
 		return failed(StatusFailed, strings.TrimPrefix(err.Error(), "buildpack: "))
 	}
 
+	// Fencing (DESIGN rule 8): only the app's current lease holder releases.
+	if err := p.fence(ctx); err != nil && ctx.Err() == nil {
+		p.log.Error("lease check before release", "err", err)
+		_ = r.deps.Store.Delete(context.WithoutCancel(ctx), slugKey)
+		buildpack.Warn(out, "Push rejected, nothing was released: %s.", fenceReason(err))
+		return failed(StatusFailed, "lease: "+err.Error())
+	}
 	// The point of no return (SPEC A12): once the release request is sent, the
 	// push completes even if the pusher goes away.
 	p.mu.Lock()
@@ -231,12 +241,16 @@ func (p *push) build(u refUpdate, qenv []string, hookEnv map[string]string, out 
 	rel, err := r.deps.Releaser.Create(rctx, app, release.Request{
 		BuildID: p.id, Slug: slugKey, SlugSize: res.Slug.Size, Checksum: res.Slug.Checksum,
 		Commit: u.new, ProcessTypes: res.ProcessTypes, Buildpacks: res.Buildpacks, Stack: res.Stack,
-		User: p.req.User.Name, Description: "Deploy " + u.new[:7],
+		User: p.req.User.Name, Description: "Deploy " + u.new[:7], BuildpackDescription: res.Description(),
 	})
 	if err != nil {
 		// SPEC F12: the slug stays stowed, but is not current.
 		p.log.Error("release failed", "err", err)
-		buildpack.Warn(out, "Push rejected, the release failed: %s", strings.TrimPrefix(err.Error(), "release: "))
+		msg := strings.TrimPrefix(err.Error(), "release: ")
+		if m := userMessage(err); m != "" {
+			msg = m
+		}
+		buildpack.Warn(out, "Push rejected, the release failed: %s", msg)
 		buildpack.Warn(out, "Push failed")
 		p.finish(StatusFailed, "release: "+err.Error())
 		return false
@@ -245,6 +259,10 @@ func (p *push) build(u refUpdate, qenv []string, hookEnv map[string]string, out 
 	p.version = rel.Version
 	p.mu.Unlock()
 	buildpack.Detail(out, "Released v%d", rel.Version)
+	if rel.URL != "" {
+		buildpack.Detail(out, "%s deployed to Heroku", rel.URL)
+	}
+	p.saveCache(cacheDir, out)
 	return true
 }
 
@@ -306,4 +324,16 @@ func (p *push) builtBefore(commit string) int {
 		}
 	}
 	return 0
+}
+
+// userMessage is the line for the pusher that err carries (Heroku mode's
+// errors do: the API's own words), or "".
+func userMessage(err error) string {
+	if um, ok := errors.AsType[interface {
+		error
+		UserMessage() string
+	}](err); ok {
+		return um.UserMessage()
+	}
+	return ""
 }

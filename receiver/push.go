@@ -13,6 +13,7 @@ import (
 
 	"github.com/sokoban-deploy/sokoban/cluster"
 	"github.com/sokoban-deploy/sokoban/internal/proc"
+	"github.com/sokoban-deploy/sokoban/keys"
 )
 
 // Build results, as records and `status` show them.
@@ -31,10 +32,10 @@ func (e *CancelledError) Error() string { return "build cancelled by " + e.By }
 
 // push is the state of one receive-pack run.
 type push struct {
-	r     *Receiver
-	req   Request
-	id    string
-	log   *slog.Logger
+	r       *Receiver
+	req     Request
+	id      string
+	log     *slog.Logger
 	lease   cluster.Lease
 	running cluster.Running
 	start   time.Time
@@ -105,6 +106,11 @@ func (p *push) finish(status, reason string) {
 func (r *Receiver) ReceivePack(ctx context.Context, req Request) int {
 	r.wg.Add(1)
 	defer r.wg.Done()
+	track, ok := r.enter()
+	if !ok {
+		return r.refuseDraining(req)
+	}
+	defer track.leave()
 	id := NewBuildID()
 	log := r.log.With("conn", req.ConnID, "push", id, "app", req.App, "user", req.User.Name)
 
@@ -125,6 +131,7 @@ func (r *Receiver) ReceivePack(ctx context.Context, req Request) int {
 		switch {
 		case errors.As(err, &busy):
 			log.Info("push refused: app busy", "holder", busy.Holder.User, "holder_node", busy.Holder.Node)
+			r.metrics.leaseWait()
 			_ = RefuseGit(req.Stdout, fmt.Sprintf("%s. Wait for it to finish, or stop it with `ssh git@HOST cancel %s`.", busy.Error(), req.App))
 		case errors.Is(err, cluster.ErrUnavailable):
 			log.Error("push refused: lease", "err", err)
@@ -158,23 +165,14 @@ func (r *Receiver) ReceivePack(ctx context.Context, req Request) int {
 		select {
 		case <-lease.Lost():
 			log.Error("lease lost mid-push; cancelling")
-			cancel(cluster.ErrLeaseLost)
+			cancel(leaseLostError{})
 		case by := <-running.Cancelled():
 			log.Info("push cancelled", "by", by)
 			cancel(&CancelledError{By: by})
 		case <-pctx.Done():
 		}
 	}()
-	r.mu.Lock()
-	r.active[req.App] = p
-	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		if r.active[req.App] == p {
-			delete(r.active, req.App)
-		}
-		r.mu.Unlock()
-	}()
+	defer track.activate(p)()
 	return p.run()
 }
 
@@ -188,7 +186,7 @@ func (p *push) run() int {
 		return 1
 	}
 	if !ok {
-		_ = RefuseGit(req.Stdout, "no such app: "+req.App)
+		_ = RefuseGit(req.Stdout, keys.NoAccessMessage(r.deps.Access, req.App))
 		return 1
 	}
 	p.setStage("restoring")
@@ -322,6 +320,10 @@ func (p *push) after(before map[string]string, code int, logPath string) int {
 			var c *CancelledError
 			if errors.As(context.Cause(p.ctx), &c) {
 				fmt.Fprintf(p.req.Stderr, " !     Build cancelled by %s\n", c.By)
+			} else if p.client.Err() == nil {
+				// Lease lost, or the server is restarting: the client is still
+				// there to be told why.
+				fmt.Fprintf(p.req.Stderr, " !     Push cancelled: %v\n", context.Cause(p.ctx))
 			}
 		}
 		p.finish(StatusCancelled, context.Cause(p.ctx).Error())
@@ -337,10 +339,11 @@ func (p *push) after(before map[string]string, code int, logPath string) int {
 	defer cancel()
 	if after, err := r.repos.refs(sctx, p.repoDir); err != nil {
 		p.log.Error("list refs after push", "err", err)
-	} else if !sameRefs(before, after) {
+	} else if !sameRefs(before, after) || r.repos.unstowed(p.base, after) {
+		// Also when an earlier push's refs never reached stow (SPEC F11).
 		p.setStage("stowing")
 		_, _ = r.repos.run(sctx, p.repoDir, "-c", "gc.autoDetach=false", "gc", "--auto", "--quiet")
-		if err := r.repos.save(sctx, p.req.App, p.repoDir, p.base, p.lease.Generation()); err != nil {
+		if err := r.repos.save(sctx, p.req.App, p.repoDir, p.base, p.lease.Generation(), p.fence); err != nil {
 			p.log.Error("stow repository failed; the next push retries", "err", err)
 			fmt.Fprintf(p.req.Stderr, "warning: the repository could not be stowed (%v); the next push will retry.\n", err)
 		}

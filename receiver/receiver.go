@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sokoban-deploy/sokoban/buildpack"
 	"github.com/sokoban-deploy/sokoban/cluster"
 	"github.com/sokoban-deploy/sokoban/keys"
@@ -72,6 +74,9 @@ type Config struct {
 	StowTimeout    time.Duration // how long stowing the repository may take; default 10m
 	KeepBuilds     int           // build records (and logs) kept per app; default 100
 	Logger         *slog.Logger
+	// Metrics is where the receiver registers its series (metrics.go); nil
+	// keeps them unregistered.
+	Metrics prometheus.Registerer
 }
 
 // Deps are the receiver's collaborators, chosen by cmd.
@@ -96,9 +101,11 @@ type Receiver struct {
 	hooks *hookServer
 	hdir  string // core.hooksPath for receive-pack
 
-	mu     sync.Mutex
-	active map[string]*push // by app
-	wg     sync.WaitGroup
+	mu      sync.Mutex
+	active  map[string]*push // by app
+	drain   drainState
+	wg      sync.WaitGroup
+	metrics *metrics
 }
 
 // New prepares the data directory and starts the hook callback socket.
@@ -131,6 +138,9 @@ func New(cfg Config, deps Deps) (*Receiver, error) {
 	}
 	cfg.DataDir = abs
 	r := &Receiver{cfg: cfg, deps: deps, log: log, active: map[string]*push{}}
+	if r.metrics, err = newMetrics(cfg.Metrics, r.Active); err != nil {
+		return nil, err
+	}
 	if r.repos, err = newRepos(abs, deps.Store, cfg.Git); err != nil {
 		return nil, err
 	}

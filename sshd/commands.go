@@ -156,7 +156,7 @@ func (s *Server) route(c *call) int {
 			return inv.Fail("could not check access; try again in a moment")
 		}
 		if level < cmd.AppLevel {
-			return inv.Fail("no such app: %s", app)
+			return inv.Fail("%s", keys.NoAccessMessage(s.deps.Access, app))
 		}
 	}
 	return cmd.Run(c.ctx, inv)
@@ -225,7 +225,13 @@ func (s *Server) serveGit(c *call, raw string) int {
 		}
 	}
 	if level < need {
-		_ = receiver.RefuseGit(c.stdout, "no such app: "+app)
+		_ = receiver.RefuseGit(c.stdout, keys.NoAccessMessage(s.deps.Access, app))
+		return 1
+	}
+	if verb == "git-receive-pack" && s.Draining() {
+		// SPEC H5: refused before receive-pack starts, as a git ERR line.
+		c.log.Info("push refused: draining", "app", app)
+		_ = receiver.RefuseGit(c.stdout, receiver.MsgRestarting)
 		return 1
 	}
 	req := receiver.Request{

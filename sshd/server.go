@@ -10,9 +10,11 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gliderlabs/ssh"
+	"github.com/prometheus/client_golang/prometheus"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sokoban-deploy/sokoban/keys"
@@ -46,6 +48,9 @@ type Config struct {
 	KeepAlive        time.Duration // interval of keepalive requests; default 15s
 	KeepAliveMax     int           // unanswered keepalives before the connection is dropped; default 3
 	Logger           *slog.Logger
+	// Metrics is where the server registers its series (metrics.go); nil
+	// keeps them unregistered.
+	Metrics prometheus.Registerer
 }
 
 // Deps are the front door's collaborators.
@@ -68,6 +73,9 @@ type Server struct {
 	baseCtx context.Context
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
+
+	draining atomic.Bool
+	metrics  *metrics
 }
 
 // ctxKey keys values this package stores in a connection's context.
@@ -100,6 +108,14 @@ func New(cfg Config, deps Deps) *Server {
 	}
 	s := &Server{cfg: cfg, deps: deps, log: log, commands: map[string]*Command{}}
 	s.baseCtx, s.stop = context.WithCancel(context.Background())
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		// Only a second registration on the same registry fails: a wiring bug
+		// that must not take the front door down.
+		log.Error("metrics", "err", err)
+		m, _ = newMetrics(nil)
+	}
+	s.metrics = m
 	for _, c := range append(builtinCommands(s), deps.Commands...) {
 		c := c
 		s.commands[c.Verb] = &c
@@ -185,10 +201,11 @@ func (s *Server) connCallback(ctx ssh.Context, conn net.Conn) net.Conn {
 		_ = conn.Close()
 	})
 	ctx.SetValue(keyHandshake, timer)
-	return conn
+	return s.metrics.track(conn)
 }
 
 func (s *Server) connFailed(conn net.Conn, err error) {
+	s.metrics.handshakeFailed(err)
 	if !errors.Is(err, io.EOF) {
 		s.log.Info("connection failed", "remote", conn.RemoteAddr().String(), "err", err)
 	}
@@ -201,6 +218,11 @@ func (s *Server) publicKey(ctx ssh.Context, key ssh.PublicKey) bool {
 	lctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := s.deps.Keys.Lookup(lctx, key)
+	if _, refused := errors.AsType[*keys.RefusedError](err); refused {
+		// A registered key that may not be used now (Heroku mode): let it sign,
+		// so the session can tell the user why before it ends.
+		return true
+	}
 	if err != nil && !errors.Is(err, keys.ErrUnknownKey) {
 		s.log.Error("key lookup failed", "conn", ctx.Value(keyConnID), "err", err)
 	}

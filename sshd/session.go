@@ -2,6 +2,7 @@ package sshd
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -22,13 +23,11 @@ type call struct {
 	connID string
 	log    *slog.Logger
 	user   keys.User
-	argv   []string
 	stdout io.Writer
 	stderr io.Writer
 }
 
 type step func(c *call) int
-type middleware func(next step) step
 
 // handle runs every session through one ordered chain:
 //
@@ -91,7 +90,12 @@ func (s *Server) authenticate(next step) step {
 		u, err := s.identify(c.ctx, c.sess)
 		if err != nil {
 			c.log.Warn("session refused", "err", err, "remote", c.sess.RemoteAddr().String())
-			fmt.Fprintln(c.stderr, "sokoban: your key is not registered; ask an admin to run `sokoban keys add`")
+			s.metrics.authFailures.Inc()
+			msg := "your key is not registered; ask an admin to run `sokoban keys add`"
+			if r, ok := errors.AsType[*keys.RefusedError](err); ok {
+				msg = r.UserMessage()
+			}
+			fmt.Fprintln(c.stderr, "sokoban: "+msg)
 			return 1
 		}
 		c.user = u

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,15 +14,16 @@ import (
 	"time"
 
 	"github.com/sokoban-deploy/sokoban/buildpack"
-	"github.com/sokoban-deploy/sokoban/cluster"
 	"github.com/sokoban-deploy/sokoban/keys"
 	"github.com/sokoban-deploy/sokoban/receiver"
-	"github.com/sokoban-deploy/sokoban/release"
 	"github.com/sokoban-deploy/sokoban/sshd"
 )
 
 type serveFlags struct {
 	storeFlags
+	serviceFlags
+	heroku         herokuFlags
+	cluster        clusterFlags
 	listen         string
 	node           string
 	buildpacks     listFlag
@@ -38,15 +38,20 @@ type serveFlags struct {
 	logLevel       string
 	drainTimeout   time.Duration
 	keepBuilds     int
+	buildpack      buildpackFlags // --sandbox, --buildpack-map, fetch and output limits (build.go)
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
 	fs := newFlags("serve", stderr)
 	f := serveFlags{slugSoft: 300 << 20, slugHard: 500 << 20}
 	f.storeFlags.register(fs)
+	f.serviceFlags.register(fs)
+	f.heroku.register(fs)
+	f.cluster.register(fs)
+	f.buildpack.register(fs, true)
 	fs.StringVar(&f.listen, "listen", ":2222", "SSH listen address")
 	fs.StringVar(&f.node, "node", hostname(), "this node's name in status and logs")
-	fs.Var(&f.buildpacks, "buildpacks", "default buildpacks, comma-separated or repeated: local directories or git URLs, auto-detected in order")
+	fs.Var(&f.buildpacks, "buildpacks", "default buildpacks, comma-separated or repeated: local directories, tarballs, git or tarball URLs or short names, auto-detected in order")
 	fs.Var(&f.hostKeys, "host-key", "host key file (repeatable); default: generated under DATA/host_keys")
 	fs.StringVar(&f.stack, "stack", "heroku-24", "stack name shown to buildpacks as STACK")
 	fs.DurationVar(&f.compileTimeout, "compile-timeout", 15*time.Minute, "limit for compiling one push")
@@ -64,7 +69,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(str
 	if fs.NArg() != 0 {
 		return fail(stderr, "serve takes no arguments (got %q)", fs.Args())
 	}
-	log, err := newLogger(stderr, f.logFormat, f.logLevel)
+	log, err := newLogger(stderr, f.logFormat, f.logLevel, getenv)
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
@@ -75,12 +80,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(str
 	return 0
 }
 
-func newLogger(w io.Writer, format, level string) (*slog.Logger, error) {
+func newLogger(w io.Writer, format, level string, getenv func(string) string) (*slog.Logger, error) {
 	var lv slog.Level
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %v", err)
 	}
-	opts := &slog.HandlerOptions{Level: lv}
+	w, opts := forJournal(w, &slog.HandlerOptions{Level: lv}, getenv)
 	switch format {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -115,58 +120,67 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	keyStore := keys.NewStore(store, 2*time.Second)
-	registry := cluster.NewLocalRegistry(f.node)
+	keyStore := keys.NewStore(store, f.keyRefresh)
+	metrics := newMetricsRegistry()
+	coord, err := f.cluster.open(ctx, f.node, log)
+	if err != nil {
+		return err
+	}
+	defer coord.close() // after the receiver's Close: pushes release their leases first
+	registry := coord.registry
 	access := keys.NewLocal(keys.NewApps(store), f.autoCreate)
-	builder := buildpack.New(buildpack.Config{
+	seams, err := f.heroku.seams(store, keyStore, access, log)
+	if err != nil {
+		return err
+	}
+	builder, err := f.buildpack.builder(buildpack.Config{
 		Stack: f.stack, Defaults: defaults, CompileTimeout: f.compileTimeout,
 		SlugSoftLimit: int64(f.slugSoft), SlugHardLimit: int64(f.slugHard), Logger: log,
-	})
+		FetchCacheDir: filepath.Join(data, "buildpacks"), HideFromSandbox: append([]string{data}, f.hostKeys...),
+	}, log)
+	if err != nil {
+		return err
+	}
 	recv, err := receiver.New(receiver.Config{
 		DataDir: data, Node: f.node, Hook: []string{exe, "hook", "pre-receive"},
-		MaxInputSize: int64(f.maxInput), KeepBuilds: f.keepBuilds, Logger: log,
+		MaxInputSize: int64(f.maxInput), KeepBuilds: f.keepBuilds, Logger: log, Metrics: metrics,
+		ReleaseTimeout: seams.releaseTimeout,
 	}, receiver.Deps{
-		Store: store, Leases: cluster.NewLocal(), Builder: builder,
-		Releaser: release.NewLocal(store), Settings: release.NewLocalSettings(store), Access: access,
+		Store: store, Leases: coord.leases, Builder: builder,
+		Releaser: seams.releaser, Settings: seams.settings, Access: seams.access,
 		Registry: registry,
 	})
 	if err != nil {
 		return err
 	}
 	defer func() { _ = recv.Close() }()
-	hostKeys, err := sshd.LoadHostKeys(filepath.Join(data, "host_keys"), f.hostKeys)
+	hostKeys, err := f.cluster.hostKeys(ctx, store, coord.leases, f.node, filepath.Join(data, "host_keys"), f.hostKeys)
 	if err != nil {
 		return err
 	}
-	srv := sshd.New(sshd.Config{HostKeys: hostKeys, Version: Version(), Logger: log},
-		sshd.Deps{Keys: keyStore, Access: access, Git: recv, Commands: sshd.AppCommands(appDeps(appWiring{
-			access: access, registry: registry, recv: recv, store: store, keys: keyStore,
+	srv := sshd.New(sshd.Config{HostKeys: hostKeys, Version: Version(), Logger: log, Metrics: metrics},
+		sshd.Deps{Keys: seams.keys, Access: seams.access, Git: recv, Commands: sshd.AppCommands(appDeps(appWiring{
+			access: seams.access, registry: registry, recv: recv, store: store, keys: keyStore, heroku: seams.heroku,
 		}))})
-	ln, err := net.Listen("tcp", f.listen)
+	ln, err := listenSSH(ctx, f.listen, log)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
 	addr := ln.Addr().String()
 	// Tests and scripts that listen on port 0 read the real address here.
-	_ = os.WriteFile(filepath.Join(data, "listen.addr"), []byte(addr+"\n"), 0o600)
+	// Written whole (temp + rename) so a reader never sees an empty file.
+	addrFile := filepath.Join(data, "listen.addr")
+	if err := os.WriteFile(addrFile+".tmp", []byte(addr+"\n"), 0o600); err == nil {
+		_ = os.Rename(addrFile+".tmp", addrFile)
+	}
 	log.Info("sokoban listening", "addr", addr, "node", f.node, "data", data, "store", storeURL,
 		"version", Version(), "buildpacks", strings.Join(defaults, ","))
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down", "drain_timeout", f.drainTimeout)
-	sctx, cancel := context.WithTimeout(context.Background(), f.drainTimeout)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		log.Warn("shutdown", "err", err)
-	}
-	_ = srv.Close()
-	return nil
+	return runService(ctx, &service{
+		log: log, data: data, ssh: srv, ln: ln, recv: recv, metrics: metrics,
+		http: f.http, drainTimeout: f.drainTimeout,
+		reload: []reloader{{"keys", keyStore.Reload}},
+	})
 }
 
 // resolveBuildpacks makes local buildpack paths absolute, so they do not depend
@@ -175,14 +189,20 @@ func resolveBuildpacks(list []string) ([]string, error) {
 	var out []string
 	for _, u := range list {
 		if !strings.Contains(u, "://") && !strings.Contains(u, "@") {
-			if st, err := os.Stat(u); err == nil && st.IsDir() {
-				abs, err := filepath.Abs(u)
+			// A directory, a local git repository (#ref allowed) or a tarball;
+			// anything else with a slash may be a short name (heroku/python).
+			path, ref, _ := strings.Cut(u, "#")
+			if _, err := os.Stat(path); err == nil {
+				abs, err := filepath.Abs(path)
 				if err != nil {
 					return nil, err
 				}
 				u = abs
+				if ref != "" {
+					u += "#" + ref
+				}
 			} else if !strings.Contains(u, "/") || strings.HasPrefix(u, ".") || strings.HasPrefix(u, "/") {
-				return nil, fmt.Errorf("--buildpacks: %s is not a directory", u)
+				return nil, fmt.Errorf("--buildpacks: %s does not exist", u)
 			}
 		}
 		out = append(out, u)

@@ -58,7 +58,9 @@ func Run(ctx context.Context, c Cmd) error {
 		}
 		files = append(files, errR)
 	}
-	cmd := exec.Command(c.Argv[0], c.Argv[1:]...)
+	// Not CommandContext: that kills only the leader. Run kills the whole
+	// process group itself when ctx ends.
+	cmd := exec.Command(c.Argv[0], c.Argv[1:]...) //nolint:noctx // see above
 	cmd.Dir = c.Dir
 	cmd.Env = c.Env
 	if cmd.Env == nil {
