@@ -101,3 +101,11 @@ func hostname() string {
 	}
 	return h
 }
+
+// writeAddrFile records a listener's real address (tests and scripts listen on
+// port 0), whole: temp + rename, so a reader never sees an empty file.
+func writeAddrFile(path, addr string) {
+	if err := os.WriteFile(path+".tmp", []byte(addr+"\n"), 0o600); err == nil {
+		_ = os.Rename(path+".tmp", path)
+	}
+}

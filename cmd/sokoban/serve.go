@@ -168,11 +168,7 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 	}
 	addr := ln.Addr().String()
 	// Tests and scripts that listen on port 0 read the real address here.
-	// Written whole (temp + rename) so a reader never sees an empty file.
-	addrFile := filepath.Join(data, "listen.addr")
-	if err := os.WriteFile(addrFile+".tmp", []byte(addr+"\n"), 0o600); err == nil {
-		_ = os.Rename(addrFile+".tmp", addrFile)
-	}
+	writeAddrFile(filepath.Join(data, "listen.addr"), addr)
 	log.Info("sokoban listening", "addr", addr, "node", f.node, "data", data, "store", storeURL,
 		"version", Version(), "buildpacks", strings.Join(defaults, ","))
 

@@ -164,7 +164,7 @@ func (s *service) startOps(ctx context.Context) (*ops.Server, <-chan error, erro
 	}
 	addr := ln.Addr().String()
 	// Tests and scripts that listen on port 0 read the real address here.
-	_ = os.WriteFile(filepath.Join(s.data, "http.addr"), []byte(addr+"\n"), 0o600)
+	writeAddrFile(filepath.Join(s.data, "http.addr"), addr)
 	var ready []ops.Check
 	for _, b := range s.recv.Backends() {
 		ready = append(ready, ops.Check{Name: b.Name, Pinger: b.Pinger})
