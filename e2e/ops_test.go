@@ -113,6 +113,7 @@ func TestOperatingCommands(t *testing.T) {
 	fp := regexp.MustCompile(`SHA256:\S+`).FindString(srv.run(dave, "whoami").stdout)
 	expect(t, srv.run(admin, "keys:remove", fp), 0, `Removed ssh-ed25519 key `+regexp.QuoteMeta(fp)+` of dave@example.com`, `^$`)
 	expect(t, srv.run(admin, "keys:remove", "SHA256:nope"), 1, `^$`, `no key has the fingerprint`)
+	expect(t, srv.run(admin, "keys:add", "--heroku"), 1, `^$`, `needs the server in Heroku mode`)
 
 	// Disable / enable (SPEC F4): pushes refused with the reason, clones work.
 	expect(t, srv.run(olive, "disable", "shop"), 1, `^$`, `disable is for admins only`)

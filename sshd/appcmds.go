@@ -63,6 +63,12 @@ type Gate interface {
 	DisabledState(ctx context.Context, app string) (*receiver.Disabled, error)
 }
 
+// KeyLinker registers a key after proving it belongs to a Heroku account
+// (Heroku mode's heroku.Linker).
+type KeyLinker interface {
+	LinkKey(ctx context.Context, token string, authorizedKey []byte) (keys.Key, error)
+}
+
 // CachePurger empties an app's build cache.
 type CachePurger interface {
 	PurgeCache(ctx context.Context, app string) error
@@ -79,6 +85,7 @@ type AppDeps struct {
 	Keys     KeyStore
 	Gate     Gate
 	Cache    CachePurger
+	Linker   KeyLinker // nil outside Heroku mode
 	// CancelWait bounds how long `cancel` waits for the build to stop; default 30s.
 	CancelWait time.Duration
 	// Poll is how often `logs -f` looks for a build to start; default 500ms.
@@ -112,7 +119,7 @@ func AppCommands(d AppDeps) []Command {
 		{Verb: "access:add", Usage: "APP USER", Help: "let USER push APP", MinArgs: 2, MaxArgs: 2, AppLevel: keys.Owner, Run: a.accessAdd},
 		{Verb: "access:remove", Usage: "APP USER", Help: "stop USER pushing APP", MinArgs: 2, MaxArgs: 2, AppLevel: keys.Owner, Run: a.accessRemove},
 		{Verb: "keys", Help: "your keys (admins: every key)", JSON: true, Run: a.keys},
-		{Verb: "keys:add", Usage: "USER [--admin]", Help: "register the public key given on stdin", MinArgs: 1, MaxArgs: 2, Admin: true, Run: a.keysAdd},
+		{Verb: "keys:add", Usage: "USER [--admin] | --heroku", Help: "register the public key on stdin (--heroku: a Heroku API token line, then the key)", MinArgs: 1, MaxArgs: 2, Admin: true, Run: a.keysAdd},
 		{Verb: "keys:remove", Usage: "FINGERPRINT", Help: "remove a key", MinArgs: 1, MaxArgs: 1, Admin: true, Run: a.keysRemove},
 		{Verb: "disable", Usage: "[APP] [REASON...]", Help: "refuse pushes to APP (or to every app)", MaxArgs: -1, Admin: true, Run: a.disable},
 		{Verb: "enable", Usage: "[APP]", Help: "accept pushes again", MaxArgs: 1, Admin: true, Run: a.enable},
@@ -177,7 +184,7 @@ func (a *appCmds) status(ctx context.Context, inv *Invocation) int {
 		if level, err := a.d.Access.Level(ctx, inv.User, app); err != nil {
 			return a.internal(inv, "check access", err)
 		} else if level < keys.Collaborator {
-			return inv.Fail("no such app: %s", app)
+			return inv.Fail("%s", keys.NoAccessMessage(a.d.Access, app))
 		}
 		names = []string{app}
 	} else {
@@ -601,7 +608,7 @@ func (a *appCmds) cachePurge(ctx context.Context, inv *Invocation) int {
 func (a *appCmds) appRecord(ctx context.Context, inv *Invocation) (*keys.App, bool) {
 	rec, err := a.d.Apps.Get(ctx, inv.Args[0])
 	if errors.Is(err, keys.ErrNoApp) {
-		inv.Fail("no such app: %s", inv.Args[0])
+		inv.Fail("%s", keys.NoAccessMessage(a.d.Access, inv.Args[0]))
 		return nil, false
 	}
 	if err != nil {
@@ -704,6 +711,9 @@ func (a *appCmds) keys(ctx context.Context, inv *Invocation) int {
 }
 
 func (a *appCmds) keysAdd(ctx context.Context, inv *Invocation) int {
+	if inv.Args[0] == "--heroku" {
+		return a.keysLink(ctx, inv)
+	}
 	role := keys.RoleUser
 	user := inv.Args[0]
 	if len(inv.Args) == 2 {
@@ -812,4 +822,36 @@ func shortSHA(s string) string {
 		return s[:7]
 	}
 	return s
+}
+
+// keysLink is Heroku mode's keys:add: stdin holds the account's API token on
+// its first line and the public key after it; the key is registered only if
+// Heroku says it is on that account (SPEC G6). The token is never echoed.
+func (a *appCmds) keysLink(ctx context.Context, inv *Invocation) int {
+	if a.d.Linker == nil || len(inv.Args) != 1 {
+		if a.d.Linker == nil {
+			return inv.Fail("keys:add --heroku needs the server in Heroku mode (--release heroku)")
+		}
+		return inv.Fail("usage: keys:add --heroku < token-then-key")
+	}
+	data, err := io.ReadAll(io.LimitReader(inv.Stdin, 64<<10))
+	if err != nil {
+		return inv.Fail("read stdin: %v", err)
+	}
+	token, key, _ := strings.Cut(string(data), "\n")
+	if strings.TrimSpace(token) == "" || strings.TrimSpace(key) == "" {
+		return inv.Fail("keys:add --heroku reads a Heroku API token line, then the public key, from stdin")
+	}
+	k, err := a.d.Linker.LinkKey(ctx, token, []byte(key))
+	if err != nil {
+		if um, ok := errors.AsType[interface {
+			error
+			UserMessage() string
+		}](err); ok {
+			return inv.Fail("%s", um.UserMessage())
+		}
+		return a.internal(inv, "link key", err)
+	}
+	fmt.Fprintf(inv.Stdout, "Linked %s key %s to the Heroku account %s.\n", k.Type(), k.Fingerprint, k.User)
+	return 0
 }

@@ -18,12 +18,16 @@ type appWiring struct {
 	keys     *keys.Store
 	// heroku: releases, config vars and buildpacks live on Heroku.
 	heroku bool
+	linker sshd.KeyLinker
 }
 
 func appDeps(w appWiring) sshd.AppDeps {
 	d := sshd.AppDeps{
 		Access: w.access, Registry: w.registry, Builds: w.recv, Apps: keys.NewApps(w.store),
 		Keys: w.keys, Gate: w.recv,
+	}
+	if w.linker != nil {
+		d.Linker = w.linker
 	}
 	if !w.heroku {
 		d.Releases = release.NewLocal(w.store)

@@ -161,3 +161,12 @@ func (h *herokuKeyFlags) add(ctx context.Context, st stow.Store, store *keys.Sto
 	_, _ = fmt.Fprintf(stdout, "linked %s key %s to the Heroku account %s\n", k.Type(), k.Fingerprint, k.User)
 	return 0
 }
+
+// keyLinker is the linker as an interface that is nil, not a typed nil
+// pointer, outside Heroku mode.
+func (m modeSeams) keyLinker() sshd.KeyLinker {
+	if m.linker == nil {
+		return nil
+	}
+	return m.linker
+}

@@ -161,6 +161,7 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 	srv := sshd.New(sshd.Config{HostKeys: hostKeys, Version: Version(), Logger: log, Metrics: metrics},
 		sshd.Deps{Keys: seams.keys, Access: seams.access, Git: recv, Commands: sshd.AppCommands(appDeps(appWiring{
 			access: seams.access, registry: registry, recv: recv, store: store, keys: keyStore, heroku: seams.heroku,
+			linker: seams.keyLinker(),
 		}))})
 	ln, err := listenSSH(ctx, f.listen, log)
 	if err != nil {
