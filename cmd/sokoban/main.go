@@ -32,7 +32,7 @@ Usage:
                                                  Heroku mode: link a key to its Heroku account
   sokoban keys list [--json]                     list registered keys
   sokoban keys remove FINGERPRINT                remove a key
-  sokoban build [--buildpack URL]... [-o slug.tgz] DIR
+  sokoban build [--buildpack URL]... [--env-dir DIR] [--cache DIR] [-o slug.tgz] DIR
                                                  run the build pipeline on a directory
   sokoban version
 `
