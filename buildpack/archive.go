@@ -267,3 +267,8 @@ func isDir(p string) bool {
 	st, err := os.Lstat(p)
 	return err == nil && st.IsDir()
 }
+
+// Untar unpacks a plain tar stream into dir with the same care as a buildpack
+// archive: nothing lands outside dir, nothing is written through a symlink.
+// The receiver uses it for the pushed commit (`git archive`).
+func Untar(r io.Reader, dir string) error { return untar(r, dir, extractLimits{}) }

@@ -286,7 +286,7 @@ func (p *push) export(ctx context.Context, commit string, qenv []string, dir str
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		extractErr = extract(pr, dir)
+		extractErr = buildpack.Untar(pr, dir)
 		_, _ = io.Copy(io.Discard, pr) // let git finish writing on error
 	}()
 	var stderr strings.Builder

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sokoban-deploy/sokoban/buildpack"
 )
 
 func tarOf(t *testing.T, entries ...tar.Header) []byte {
@@ -41,7 +43,7 @@ func TestExtractStaysInside(t *testing.T) {
 		"through symlink": {{Name: "link", Typeflag: tar.TypeSymlink, Linkname: "/tmp"}, {Name: "link/escape", Typeflag: tar.TypeReg, Mode: 0o644}},
 	} {
 		dir := t.TempDir()
-		err := extract(bytes.NewReader(tarOf(t, entries...)), dir)
+		err := buildpack.Untar(bytes.NewReader(tarOf(t, entries...)), dir)
 		if err == nil {
 			t.Errorf("%s: extract succeeded", name)
 		}
@@ -53,7 +55,7 @@ func TestExtractStaysInside(t *testing.T) {
 	ok := tarOf(t, tar.Header{Name: "a/", Typeflag: tar.TypeDir, Mode: 0o755},
 		tar.Header{Name: "a/b", Typeflag: tar.TypeReg, Mode: 0o755},
 		tar.Header{Name: "l", Typeflag: tar.TypeSymlink, Linkname: "a/b"})
-	if err := extract(bytes.NewReader(ok), dir); err != nil {
+	if err := buildpack.Untar(bytes.NewReader(ok), dir); err != nil {
 		t.Fatal(err)
 	}
 	if st, err := os.Stat(filepath.Join(dir, "l")); err != nil || st.Mode().Perm()&0o100 == 0 {
