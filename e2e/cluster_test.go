@@ -186,34 +186,7 @@ func (f *fleet) addUser(nodes []*server, name string, admin bool) *user {
 // harness's server starts from PATH and HOME only.
 func startFleetNode(t *testing.T, env []string, extra ...string) *server {
 	t.Helper()
-	dir := t.TempDir()
-	s := &server{t: t, dir: dir, data: filepath.Join(dir, "data"), log: &syncBuffer{}, done: make(chan struct{})}
-	args := append([]string{"serve", "--data", s.data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--node", "node-a"}, extra...)
-	s.cmd = exec.Command(sokobanBin, args...)
-	s.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.dir}, env...)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := s.done
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	t.Cleanup(s.stop)
-	waitFor(t, "server to listen", func() bool {
-		select {
-		case <-done:
-			t.Fatalf("sokoban serve exited:\n%s", s.log)
-		default:
-		}
-		b, err := os.ReadFile(filepath.Join(s.data, "listen.addr"))
-		if err != nil {
-			return false
-		}
-		addr := strings.TrimSpace(string(b))
-		s.port = addr[strings.LastIndexByte(addr, ':')+1:]
-		return true
-	})
-	return s
+	return startServerOpts(t, t.TempDir(), serviceOpts{env: env, args: extra})
 }
 
 // powerCut ends the node as a power cut would: SIGKILL to its process group.
@@ -260,20 +233,6 @@ func sameHostKey(t *testing.T, u *user, nodes ...*server) {
 			t.Fatalf("node %d presents another host key:\n%s", i, res)
 		}
 	}
-}
-
-// followPush starts a git push and follows its stderr.
-func followPush(t *testing.T, cmd *exec.Cmd) (<-chan string, func() error) {
-	t.Helper()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return startLines(t, stderr), cmd.Wait
 }
 
 func drainLines(lines <-chan string) string {

@@ -8,7 +8,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 )
 
@@ -162,11 +161,7 @@ func TestCancelFromSecondConnection(t *testing.T) {
 	expect(t, srv.run(olive, "access:add", "stopme", "carl@example.com"), 0, `may now push`, `^$`)
 
 	push := srv.git(olive, app, "push", srv.remote("stopme"), "main")
-	stderr, _ := push.StderrPipe()
-	if err := push.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := startLines(t, stderr)
+	lines, _ := followPush(t, push)
 	waitLine(t, lines, `^remote: first line`)
 	compilePID, childPID := readPID(t, gates, "compile.pid"), readPID(t, gates, "child.pid")
 
@@ -230,12 +225,7 @@ func TestLogsFollowWithTwoClients(t *testing.T) {
 	early := start() // before the push: waits for the next build
 
 	push := srv.git(olive, app, "push", srv.remote("tail"), "main")
-	push.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, _ := push.StderrPipe()
-	if err := push.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := startLines(t, stderr)
+	lines, _ := followPush(t, push)
 	waitLine(t, lines, `^remote: first line`)
 	late := start() // joins mid-build: replays from the first line
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -39,6 +40,21 @@ func startLines(t *testing.T, r io.Reader) <-chan string {
 	return lines
 }
 
+// followPush starts a git push (in its own process group, so a test can kill
+// it like Ctrl-C) and follows its stderr.
+func followPush(t *testing.T, cmd *exec.Cmd) (<-chan string, func() error) {
+	t.Helper()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return startLines(t, stderr), cmd.Wait
+}
+
 func waitLine(t *testing.T, lines <-chan string, re string) string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
@@ -69,14 +85,7 @@ func TestPushStreamsOutputAsProduced(t *testing.T) {
 	alice := srv.addUser("alice@example.com", false)
 	app := newApp(t, map[string]string{"x": "y"})
 	push := srv.git(alice, app, "push", srv.remote("streamer"), "main")
-	stderr, err := push.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := push.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := startLines(t, stderr)
+	lines, _ := followPush(t, push)
 	waitLine(t, lines, `^remote: first line`)
 	if err := os.WriteFile(filepath.Join(gates, "gate"), nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -102,11 +111,7 @@ func TestConcurrentPushToSameAppIsRefused(t *testing.T) {
 	app := newApp(t, map[string]string{"x": "y"})
 
 	first := srv.git(alice, app, "push", srv.remote("busy-app"), "main")
-	stderr, _ := first.StderrPipe()
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := startLines(t, stderr)
+	lines, _ := followPush(t, first)
 	waitLine(t, lines, `^remote: first line`)
 
 	second := runResult(t, srv.git(bob, app, "push", srv.remote("busy-app"), "main"))
@@ -120,11 +125,7 @@ func TestConcurrentPushToSameAppIsRefused(t *testing.T) {
 
 	// Another app builds in parallel, through the same gate.
 	other := srv.git(bob, app, "push", srv.remote("other-app"), "main")
-	otherErr, _ := other.StderrPipe()
-	if err := other.Start(); err != nil {
-		t.Fatal(err)
-	}
-	otherLines := startLines(t, otherErr)
+	otherLines, _ := followPush(t, other)
 	waitLine(t, otherLines, `^remote: first line`)
 
 	if err := os.WriteFile(filepath.Join(gates, "gate"), nil, 0o644); err != nil {
@@ -156,12 +157,7 @@ func TestDisconnectKillsBuild(t *testing.T) {
 	app := newApp(t, map[string]string{"x": "y"})
 
 	push := srv.git(alice, app, "push", srv.remote("quitter"), "main")
-	push.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	stderr, _ := push.StderrPipe()
-	if err := push.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := startLines(t, stderr)
+	lines, _ := followPush(t, push)
 	waitLine(t, lines, `^remote: first line`)
 	compilePID, childPID := readPID(t, gates, "compile.pid"), readPID(t, gates, "child.pid")
 	// Ctrl-C: git and its ssh go away together.

@@ -57,12 +57,7 @@ func TestResourcesReturnToBaseline(t *testing.T) {
 	for _, how := range []string{"disconnect", "cancel"} {
 		_ = os.Remove(filepath.Join(gates, "compile.pid"))
 		push := srv.git(alice, other, "push", srv.remote("gated-"+how), "main")
-		push.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-		stderr, _ := push.StderrPipe()
-		if err := push.Start(); err != nil {
-			t.Fatal(err)
-		}
-		lines := startLines(t, stderr)
+		lines, _ := followPush(t, push)
 		waitLine(t, lines, `^remote: first line`)
 		if how == "disconnect" {
 			_ = syscall.Kill(-push.Process.Pid, syscall.SIGKILL)

@@ -25,32 +25,7 @@ func needBwrap(t *testing.T) {
 // server process, such as secrets a buildpack must never see.
 func startServerIn(t *testing.T, dir string, env []string, extra ...string) *server {
 	t.Helper()
-	s := &server{t: t, dir: dir, data: filepath.Join(dir, "data"), log: &syncBuffer{}, done: make(chan struct{})}
-	args := append([]string{"serve", "--data", s.data, "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0", "--node", "node-a"}, extra...)
-	s.cmd = exec.Command(sokobanBin, args...)
-	s.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.dir}, env...)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(s.stop)
-	waitFor(t, "server to listen", func() bool {
-		select {
-		case <-s.done:
-			t.Fatalf("sokoban serve exited:\n%s", s.log)
-		default:
-		}
-		b, err := os.ReadFile(filepath.Join(s.data, "listen.addr"))
-		if err != nil {
-			return false
-		}
-		addr := strings.TrimSpace(string(b))
-		s.port = addr[strings.LastIndexByte(addr, ':')+1:]
-		return true
-	})
-	return s
+	return startServerOpts(t, dir, serviceOpts{env: env, args: extra})
 }
 
 // DESIGN "Sandbox", issue 3 item 8: a buildpack nobody reviewed tries to read
@@ -190,12 +165,7 @@ func TestSandboxedBuildDiesWithPush(t *testing.T) {
 			alice := srv.addUser("alice@example.com", false)
 			app := newApp(t, map[string]string{"x": "y"})
 			push := srv.git(alice, app, "push", srv.remote("escaper"), "main")
-			push.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-			stderr, _ := push.StderrPipe()
-			if err := push.Start(); err != nil {
-				t.Fatal(err)
-			}
-			lines := startLines(t, stderr)
+			lines, _ := followPush(t, push)
 			waitLine(t, lines, `^remote: first line`)
 			if len(markerProcs(marker)) == 0 {
 				t.Fatal("the setsid'd sleep is not running on the host")

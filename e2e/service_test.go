@@ -23,78 +23,11 @@ import (
 // test plays systemd's part: a real unixgram notify socket, an inherited
 // listening fd, JOURNAL_STREAM pointing at the real stderr file.
 
-// serviceOpts describe how to start `sokoban serve` the way systemd would.
-type serviceOpts struct {
-	env   []string   // added to PATH and HOME
-	pidAs []string   // variables set to the server's own pid (LISTEN_PID, WATCHDOG_PID)
-	files []*os.File // inherited from fd 3 on (socket activation)
-	// stderr, when set, receives the server's log instead of a buffer (the
-	// journal test needs a real file to name in JOURNAL_STREAM).
-	stderr *os.File
-	listen string // --listen; default 127.0.0.1:0
-	args   []string
-}
-
 // startService starts sokoban serve under opts and waits until it listens. The
 // returned server works with the harness's helpers (addUser, ssh, git).
 func startService(t *testing.T, o serviceOpts) *server {
 	t.Helper()
-	dir := t.TempDir()
-	s := &server{t: t, dir: dir, data: filepath.Join(dir, "data"), log: &syncBuffer{}}
-	s.launch(o)
-	t.Cleanup(s.stop)
-	return s
-}
-
-// launch starts the process for s; a server may be launched again after it
-// stopped, on the same data directory.
-func (s *server) launch(o serviceOpts) {
-	s.t.Helper()
-	_ = os.Remove(filepath.Join(s.data, "listen.addr"))
-	listen := o.listen
-	if listen == "" {
-		listen = "127.0.0.1:0"
-	}
-	args := append([]string{"serve", "--data", s.data, "--listen", listen, "--http", "127.0.0.1:0", "--node", "node-a"}, o.args...)
-	if len(o.pidAs) > 0 {
-		// Like systemd, name the server's own pid: the shell's pid survives exec.
-		script := ""
-		for _, v := range o.pidAs {
-			script += "export " + v + "=$$; "
-		}
-		s.cmd = exec.Command("sh", append([]string{"-c", script + `exec "$0" "$@"`, sokobanBin}, args...)...)
-	} else {
-		s.cmd = exec.Command(sokobanBin, args...)
-	}
-	s.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + s.dir}, o.env...)
-	s.cmd.ExtraFiles = o.files
-	if o.stderr != nil {
-		s.cmd.Stdout, s.cmd.Stderr = o.stderr, o.stderr
-	} else {
-		s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	}
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	done := make(chan struct{})
-	s.done = done
-	cmd := s.cmd
-	go func() { _ = cmd.Wait(); close(done) }()
-	waitFor(s.t, "server to listen", func() bool {
-		select {
-		case <-done:
-			s.t.Fatalf("sokoban serve exited:\n%s", s.log)
-		default:
-		}
-		b, err := os.ReadFile(filepath.Join(s.data, "listen.addr"))
-		if err != nil {
-			return false
-		}
-		addr := strings.TrimSpace(string(b))
-		s.port = addr[strings.LastIndexByte(addr, ':')+1:]
-		return true
-	})
+	return startServerOpts(t, t.TempDir(), o)
 }
 
 // signal sends sig to the server process.
