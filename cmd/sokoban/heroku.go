@@ -138,12 +138,7 @@ func (h *herokuKeyFlags) add(ctx context.Context, st stow.Store, store *keys.Sto
 	if err != nil {
 		return fail(stderr, "read the token file: %v", err)
 	}
-	var data []byte
-	if args[0] == "-" {
-		data, err = io.ReadAll(io.LimitReader(stdin, 64<<10))
-	} else {
-		data, err = os.ReadFile(args[0])
-	}
+	data, err := readKeyArg(args[0], stdin)
 	if err != nil {
 		return fail(stderr, "read key: %v", err)
 	}

@@ -41,12 +41,7 @@ func keysCmd(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		if len(rest) != 2 {
 			return fail(stderr, "usage: sokoban keys add [--admin] USER KEYFILE|-")
 		}
-		var data []byte
-		if rest[1] == "-" {
-			data, err = io.ReadAll(io.LimitReader(stdin, 64<<10))
-		} else {
-			data, err = os.ReadFile(rest[1])
-		}
+		data, err := readKeyArg(rest[1], stdin)
 		if err != nil {
 			return fail(stderr, "read key: %v", err)
 		}
@@ -114,4 +109,12 @@ func printKeys(w io.Writer, list []keys.Key, asJSON bool) int {
 	}
 	_ = tw.Flush()
 	return 0
+}
+
+// readKeyArg reads a KEYFILE argument of `keys add`: a path, or - for stdin.
+func readKeyArg(arg string, stdin io.Reader) ([]byte, error) {
+	if arg == "-" {
+		return io.ReadAll(io.LimitReader(stdin, 64<<10))
+	}
+	return os.ReadFile(arg)
 }
