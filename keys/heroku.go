@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sokoban-deploy/sokoban/stow"
@@ -50,10 +51,29 @@ func (l HerokuLink) LogValue() slog.Value {
 type HerokuLinks struct {
 	stow stow.Store
 	now  func() time.Time
+	// refresh bounds how stale a cached Get may be; 0 reads stow every time.
+	// Every connection looks its link up twice (DESIGN rule 4), so a server
+	// caches, as the key store does.
+	refresh time.Duration
+
+	mu    sync.Mutex
+	cache map[string]cachedLink
+}
+
+type cachedLink struct {
+	link    HerokuLink
+	err     error // ErrNotLinked, cached too; other errors are not
+	fetched time.Time
 }
 
 // NewHerokuLinks returns the link store kept in s.
-func NewHerokuLinks(s stow.Store) *HerokuLinks { return &HerokuLinks{stow: s, now: time.Now} }
+func NewHerokuLinks(s stow.Store) *HerokuLinks { return NewCachedHerokuLinks(s, 0) }
+
+// NewCachedHerokuLinks returns a link store whose reads may be up to refresh
+// old, like a server's key store: links made elsewhere show within refresh.
+func NewCachedHerokuLinks(s stow.Store, refresh time.Duration) *HerokuLinks {
+	return &HerokuLinks{stow: s, now: time.Now, refresh: refresh, cache: map[string]cachedLink{}}
+}
 
 // HerokuLinkKey is the stow key of email's link.
 func HerokuLinkKey(email string) string {
@@ -75,11 +95,37 @@ func (h *HerokuLinks) Put(ctx context.Context, l HerokuLink) error {
 	if _, err := stow.PutJSON(ctx, h.stow, HerokuLinkKey(l.Email), l); err != nil {
 		return fmt.Errorf("keys: save heroku link of %s: %w", l.Email, err)
 	}
+	h.remember(l.Email, l, nil)
 	return nil
 }
 
 // Get returns email's link, or ErrNotLinked.
 func (h *HerokuLinks) Get(ctx context.Context, email string) (HerokuLink, error) {
+	if h.refresh > 0 {
+		h.mu.Lock()
+		c, ok := h.cache[strings.ToLower(email)]
+		h.mu.Unlock()
+		if ok && h.now().Sub(c.fetched) < h.refresh {
+			return c.link, c.err
+		}
+	}
+	l, err := h.read(ctx, email)
+	if err == nil || errors.Is(err, ErrNotLinked) {
+		h.remember(email, l, err)
+	}
+	return l, err
+}
+
+func (h *HerokuLinks) remember(email string, l HerokuLink, err error) {
+	if h.refresh <= 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.cache[strings.ToLower(email)] = cachedLink{link: l, err: err, fetched: h.now()}
+}
+
+func (h *HerokuLinks) read(ctx context.Context, email string) (HerokuLink, error) {
 	var l HerokuLink
 	_, err := stow.GetJSON(ctx, h.stow, HerokuLinkKey(email), &l)
 	if errors.Is(err, stow.ErrNotFound) {

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sokoban-deploy/sokoban/stow"
 )
@@ -76,5 +77,39 @@ func TestRefusalAndNoAccessMessage(t *testing.T) {
 	}
 	if got := NoAccessMessage(NewLocal(nil, false), "app"); got != "no such app: app" {
 		t.Errorf("local refusal %q", got)
+	}
+}
+
+// A server's link store reads stow at most once per refresh interval, and its
+// own Put is seen at once.
+func TestCachedHerokuLinks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := stow.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Now()
+	cached := NewCachedHerokuLinks(s, time.Hour)
+	cached.now = func() time.Time { return clock }
+	other := NewHerokuLinks(s) // `sokoban keys add` in another process
+	if _, err := cached.Get(ctx, "ann@example.com"); !errors.Is(err, ErrNotLinked) {
+		t.Fatal(err)
+	}
+	if err := other.Put(ctx, HerokuLink{Email: "ann@example.com", Token: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cached.Get(ctx, "ann@example.com"); !errors.Is(err, ErrNotLinked) {
+		t.Fatalf("read stow again within the refresh interval: %v", err)
+	}
+	clock = clock.Add(2 * time.Hour)
+	if l, err := cached.Get(ctx, "ann@example.com"); err != nil || l.Token != "t1" {
+		t.Fatalf("after the interval: %+v %v", l, err)
+	}
+	if err := cached.Put(ctx, HerokuLink{Email: "ann@example.com", Token: "t2"}); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := cached.Get(ctx, "ann@example.com"); l.Token != "t2" {
+		t.Fatalf("own Put not seen: %+v", l)
 	}
 }

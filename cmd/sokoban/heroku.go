@@ -80,7 +80,7 @@ type modeSeams struct {
 
 // seams returns the local seams, or Heroku mode's built over the same key
 // store and stow.
-func (h *herokuFlags) seams(store stow.Store, keyStore *keys.Store, local *keys.Local, log *slog.Logger) (modeSeams, error) {
+func (h *herokuFlags) seams(store stow.Store, keyStore *keys.Store, keyRefresh time.Duration, local *keys.Local, log *slog.Logger) (modeSeams, error) {
 	switch h.release {
 	case "local":
 		return modeSeams{keys: keyStore, access: local, settings: release.NewLocalSettings(store), releaser: release.NewLocal(store)}, nil
@@ -95,7 +95,7 @@ func (h *herokuFlags) seams(store stow.Store, keyStore *keys.Store, local *keys.
 	if err != nil {
 		return modeSeams{}, err
 	}
-	links := keys.NewHerokuLinks(store)
+	links := keys.NewCachedHerokuLinks(store, keyRefresh)
 	m, err := heroku.NewMode(heroku.ModeConfig{
 		Client: client, Keys: keyStore, Links: links, Slugs: store, KeyTTL: h.keyTTL, Logger: log,
 	})

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -97,11 +98,11 @@ func TestReleaseFlag(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	ks, local := keys.NewStore(st, 0), keys.NewLocal(keys.NewApps(st), true)
 	h := herokuFlags{release: "local"}
-	if s, err := h.seams(st, ks, local, log); err != nil || s.heroku || s.access != local {
+	if s, err := h.seams(st, ks, time.Second, local, log); err != nil || s.heroku || s.access != local {
 		t.Fatalf("local: %+v %v", s, err)
 	}
 	h = herokuFlags{release: "heroku", keyTTL: 1, herokuAPIFlags: herokuAPIFlags{api: "http://127.0.0.1:1", timeout: 1, retryBudget: 1, uploadTimeout: 1}}
-	if s, err := h.seams(st, ks, local, log); err != nil || !s.heroku || s.releaseTimeout <= 0 {
+	if s, err := h.seams(st, ks, time.Second, local, log); err != nil || !s.heroku || s.releaseTimeout <= 0 {
 		t.Fatalf("heroku: %+v %v", s, err)
 	}
 	for _, bad := range []herokuFlags{
@@ -109,7 +110,7 @@ func TestReleaseFlag(t *testing.T) {
 		{release: "heroku", keyTTL: 1, herokuAPIFlags: herokuAPIFlags{api: "ftp://x", timeout: 1, retryBudget: 1, uploadTimeout: 1}},
 		{release: "heroku", keyTTL: 0, herokuAPIFlags: herokuAPIFlags{api: "http://x", timeout: 1, retryBudget: 1, uploadTimeout: 1}},
 	} {
-		if _, err := bad.seams(st, ks, local, log); err == nil {
+		if _, err := bad.seams(st, ks, time.Second, local, log); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
 	}

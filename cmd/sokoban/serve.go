@@ -129,7 +129,7 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 	defer coord.close() // after the receiver's Close: pushes release their leases first
 	registry := coord.registry
 	access := keys.NewLocal(keys.NewApps(store), f.autoCreate)
-	seams, err := f.heroku.seams(store, keyStore, access, log)
+	seams, err := f.heroku.seams(store, keyStore, f.keyRefresh, access, log)
 	if err != nil {
 		return err
 	}
