@@ -23,4 +23,8 @@ var (
 	// ErrArchive: a tarball (buildpack or build cache) that is not a safe,
 	// well-formed gzip'd tar.
 	ErrArchive = errors.New("buildpack: bad archive")
+	// ErrSourceFile: a file the server reads from the build directory
+	// (.buildpacks, Procfile, .slugignore) that is a symlink, not a regular
+	// file, or too large.
+	ErrSourceFile = errors.New("buildpack: refused source file")
 )

@@ -3,11 +3,7 @@ package buildpack
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -51,12 +47,12 @@ func ParseProcfile(data []byte) (map[string]string, error) {
 
 // readProcfile returns the Procfile in dir, or nil when there is none.
 func readProcfile(dir string) (map[string]string, error) {
-	data, err := os.ReadFile(filepath.Join(dir, "Procfile"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
+	data, err := readSourceFile(dir, "Procfile", MaxSourceFile)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrProcfile, err)
+		return nil, fmt.Errorf("%w: %w", ErrProcfile, err)
+	}
+	if data == nil {
+		return nil, nil
 	}
 	return ParseProcfile(data)
 }

@@ -3,7 +3,6 @@ package buildpack
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -98,12 +97,9 @@ func matchSegs(pat, name []string) bool {
 // buildpack runs (DESIGN: as Heroku does) and returns how many files went.
 // Symlinks are removed, never followed.
 func applySlugignore(dir string, warn func(format string, args ...any)) (int, error) {
-	data, err := os.ReadFile(filepath.Join(dir, ".slugignore"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf(".slugignore: %w", err)
+	data, err := readSourceFile(dir, ".slugignore", MaxSourceFile)
+	if err != nil || data == nil {
+		return 0, err
 	}
 	rules, skipped := parseSlugignore(data)
 	for _, n := range skipped {

@@ -3,6 +3,7 @@ package release
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/sokoban-deploy/sokoban/stow"
@@ -53,5 +54,29 @@ func TestLocalSettings(t *testing.T) {
 	got, err = st.Get(ctx, "web")
 	if err != nil || got.Config["A"] != "1" || got.Buildpacks[0] != "x" {
 		t.Fatalf("settings = %+v %v", got, err)
+	}
+}
+
+// Issue 10 item 2: config vars are bounded per app, keys and values
+// together, as on Heroku; a write past the bound changes nothing.
+func TestLocalSettingsBoundConfig(t *testing.T) {
+	t.Parallel()
+	store, err := stow.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewLocalSettings(store)
+	ctx := context.Background()
+	ok := Settings{Config: map[string]string{"A": strings.Repeat("v", MaxConfigSize-1)}}
+	if err := s.Put(ctx, "app", ok); err != nil {
+		t.Fatal(err)
+	}
+	big := Settings{Config: map[string]string{"A": strings.Repeat("v", MaxConfigSize-1), "BB": "x"}}
+	if err := s.Put(ctx, "app", big); !errors.Is(err, ErrConfigTooLarge) {
+		t.Fatalf("err = %v", err)
+	}
+	got, err := s.Get(ctx, "app")
+	if err != nil || len(got.Config) != 1 {
+		t.Fatalf("after the refused write: %v, %v", got.Config, err)
 	}
 }

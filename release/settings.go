@@ -15,6 +15,28 @@ type Settings struct {
 	Buildpacks []string          `json:"buildpacks,omitempty"`
 }
 
+// MaxConfigSize bounds an app's config vars, keys and values together, as
+// Heroku does (64 KB): every build writes them into ENV_DIR and every
+// settings read loads them whole.
+const MaxConfigSize = 64 << 10
+
+// ConfigSize is what MaxConfigSize counts.
+func ConfigSize(config map[string]string) int {
+	n := 0
+	for k, v := range config {
+		n += len(k) + len(v)
+	}
+	return n
+}
+
+// CheckConfig refuses config vars larger than MaxConfigSize.
+func CheckConfig(config map[string]string) error {
+	if n := ConfigSize(config); n > MaxConfigSize {
+		return fmt.Errorf("%w: %d bytes, more than %d", ErrConfigTooLarge, n, MaxConfigSize)
+	}
+	return nil
+}
+
 // LocalSettings keeps Settings in stow under apps/APP/settings.json.
 type LocalSettings struct {
 	stow stow.Store
@@ -40,6 +62,9 @@ func (l *LocalSettings) Get(ctx context.Context, app string) (Settings, error) {
 
 // Put replaces app's settings.
 func (l *LocalSettings) Put(ctx context.Context, app string, s Settings) error {
+	if err := CheckConfig(s.Config); err != nil {
+		return err
+	}
 	if _, err := stow.PutJSON(ctx, l.stow, settingsKey(app), s); err != nil {
 		return fmt.Errorf("release: save settings for %s: %w", app, err)
 	}

@@ -484,6 +484,10 @@ func (a *appCmds) configSet(ctx context.Context, inv *Invocation) int {
 	for k, v := range vars {
 		s.Config[k] = v
 	}
+	if n := release.ConfigSize(s.Config); n > release.MaxConfigSize {
+		return inv.Fail("config vars of %s would take %d bytes, more than %d KB (keys and values together); unset some first",
+			inv.Args[0], n, release.MaxConfigSize>>10)
+	}
 	if !a.saveSettings(ctx, inv, s) {
 		return 1
 	}
@@ -651,12 +655,34 @@ func (a *appCmds) accessAdd(ctx context.Context, inv *Invocation) int {
 		fmt.Fprintf(inv.Stdout, "%s already has access to %s.\n", user, rec.Name)
 		return 0
 	}
+	known, err := a.registered(ctx, user)
+	if err != nil {
+		return a.internal(inv, "list keys", err)
+	}
+	if !known {
+		return inv.Fail("%s has no key registered here; add their key first (an admin runs keys:add %s)", user, user)
+	}
 	rec.Collaborators = append(rec.Collaborators, user)
 	if err := a.d.Apps.Put(ctx, rec); err != nil {
 		return a.internal(inv, "save access list", err)
 	}
 	fmt.Fprintf(inv.Stdout, "%s may now push %s, read its logs, cancel its builds and change its config.\n", user, rec.Name)
 	return 0
+}
+
+// registered says whether user has a key here: access goes only to people
+// who exist, so a typo cannot grant a name someone registers later.
+func (a *appCmds) registered(ctx context.Context, user string) (bool, error) {
+	list, err := a.d.Keys.List(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, k := range list {
+		if k.User == user {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 func (a *appCmds) accessRemove(ctx context.Context, inv *Invocation) int {
