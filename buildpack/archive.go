@@ -49,7 +49,7 @@ func untar(r io.Reader, dir string, lim extractLimits) error {
 			continue
 		}
 		if entries++; lim.maxEntries > 0 && entries > lim.maxEntries {
-			return fmt.Errorf("%w: more than %d entries", ErrArchive, lim.maxEntries)
+			return &LimitError{Reason: fmt.Sprintf("more than %d files and directories", lim.maxEntries)}
 		}
 		if err := noSymlinkParents(dir, name); err != nil {
 			return err
@@ -79,7 +79,7 @@ func untar(r io.Reader, dir string, lim extractLimits) error {
 			n, err := writeEntry(tr, hdr, dir, target, mode, budget)
 			total += n
 			if errors.Is(err, errTooBig) {
-				return fmt.Errorf("%w: unpacks to more than %s", ErrArchive, Size(lim.maxBytes))
+				return &LimitError{Reason: "more than " + Limit(lim.maxBytes) + " of file contents"}
 			}
 			if err != nil {
 				return err
@@ -272,3 +272,22 @@ func isDir(p string) bool {
 // archive: nothing lands outside dir, nothing is written through a symlink.
 // The receiver uses it for the pushed commit (`git archive`).
 func Untar(r io.Reader, dir string) error { return untar(r, dir, extractLimits{}) }
+
+// UntarLimited is Untar that stops with a *LimitError once the archive's
+// file contents pass maxBytes or its entries pass maxEntries (0: no bound).
+// A pushed commit is exported this way: a tree of ten identical subtrees ten
+// levels deep is a 56 KB pack that would otherwise unpack to gigabytes.
+func UntarLimited(r io.Reader, dir string, maxBytes int64, maxEntries int) error {
+	return untar(r, dir, extractLimits{maxBytes: maxBytes, maxEntries: maxEntries})
+}
+
+// LimitError is an archive that unpacks to more than its bound allows. It
+// is an ErrArchive.
+type LimitError struct {
+	Reason string // "more than 1G of file contents", for the user
+}
+
+func (e *LimitError) Error() string { return ErrArchive.Error() + ": unpacks to " + e.Reason }
+
+// Is makes a LimitError match ErrArchive.
+func (e *LimitError) Is(target error) bool { return target == ErrArchive }

@@ -30,6 +30,8 @@ type Config struct {
 	FetchTimeout   time.Duration // per buildpack fetch attempt; default 5m (SPEC D3)
 	FetchRetries   int           // attempts per fetch; default 3
 	CompileTimeout time.Duration // all compile steps together; default 15m (SPEC E3)
+	// ScriptTimeout bounds each bin/detect and each bin/release; default 2m.
+	ScriptTimeout time.Duration
 	SlugSoftLimit  int64         // warn above; default 300M (SPEC E2)
 	SlugHardLimit  int64         // reject above; default 500M
 	// OutputLimit caps the buildpack output a build forwards; past it the
@@ -83,6 +85,9 @@ func New(cfg Config) *Builder {
 	}
 	if cfg.CompileTimeout <= 0 {
 		cfg.CompileTimeout = 15 * time.Minute
+	}
+	if cfg.ScriptTimeout <= 0 {
+		cfg.ScriptTimeout = 2 * time.Minute
 	}
 	if cfg.SlugSoftLimit <= 0 {
 		cfg.SlugSoftLimit = 300 << 20
@@ -194,7 +199,11 @@ func (b *Builder) Build(ctx context.Context, job Job) (*Result, error) {
 	}
 	n, err := applySlugignore(job.BuildDir, func(format string, args ...any) { Warn(out, format, args...) })
 	if err != nil {
-		Warn(out, "Push rejected, %v", err)
+		msg := err.Error()
+		if errors.Is(err, ErrSourceFile) {
+			msg = sourceFileMessage(err)
+		}
+		Warn(out, "Push rejected, %s", msg)
 		return nil, fmt.Errorf("buildpack: %w", err)
 	}
 	if n > 0 {
@@ -348,9 +357,12 @@ func (b *Builder) choose(ctx context.Context, w *workspace) ([]chosen, error) {
 	case strings.TrimSpace(job.Env["BUILDPACK_URL"]) != "":
 		explicit = []string{strings.TrimSpace(job.Env["BUILDPACK_URL"])}
 	default:
-		if data, err := os.ReadFile(filepath.Join(job.BuildDir, ".buildpacks")); err == nil {
-			explicit = ReadBuildpacksFile(data)
+		data, err := readSourceFile(job.BuildDir, ".buildpacks", MaxSourceFile)
+		if err != nil {
+			Warn(out, "Push rejected, %s", sourceFileMessage(err))
+			return nil, err
 		}
+		explicit = ReadBuildpacksFile(data)
 	}
 	if len(explicit) > 0 {
 		printUsing(out, explicit)
@@ -436,9 +448,14 @@ func (b *Builder) detect(ctx context.Context, w *workspace, src source, explicit
 		return "", false, fmt.Errorf("%w: %s: bin/detect could not run: %v (are the bin/ scripts executable?)", ErrBroken, src.url, err)
 	}
 	var stdout bytes.Buffer
-	err := w.run(ctx, []string{w.jail.path(bin), w.jail.path(w.job.BuildDir)}, &limitedBuffer{buf: &stdout, max: 4096}, w.out)
+	sctx, cancel := context.WithTimeout(ctx, b.cfg.ScriptTimeout)
+	defer cancel()
+	err := w.run(sctx, []string{w.jail.path(bin), w.jail.path(w.job.BuildDir)}, &limitedBuffer{buf: &stdout, max: 4096}, w.out)
 	if ctx.Err() != nil {
 		return "", false, ctx.Err()
+	}
+	if sctx.Err() != nil {
+		return "", false, fmt.Errorf("%w: %s: bin/detect timed out after %s", ErrBroken, src.url, b.cfg.ScriptTimeout)
 	}
 	if err != nil {
 		if proc.ExitCode(err) < 0 {
@@ -467,8 +484,14 @@ func (b *Builder) release(ctx context.Context, w *workspace, bps []chosen) (map[
 			return nil, fmt.Errorf("%w: %s: bin/release could not run: %v", ErrRelease, bp.src.url, err)
 		}
 		var stdout, stderr bytes.Buffer
-		err := w.run(ctx, []string{w.jail.path(bin), w.jail.path(w.job.BuildDir)},
+		sctx, cancel := context.WithTimeout(ctx, b.cfg.ScriptTimeout)
+		err := w.run(sctx, []string{w.jail.path(bin), w.jail.path(w.job.BuildDir)},
 			&limitedBuffer{buf: &stdout, max: 1 << 20}, &limitedBuffer{buf: &stderr, max: 4096})
+		timedOut := sctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if timedOut {
+			return nil, fmt.Errorf("%w: %s: bin/release timed out after %s", ErrRelease, bp.src.url, b.cfg.ScriptTimeout)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %s", ErrRelease, bp.src.url, lastLine(stderr.String()+"\n"+err.Error()))
 		}
@@ -554,7 +577,20 @@ func printTypes(out io.Writer, procfile, defaults map[string]string) {
 }
 
 func procfileMessage(err error) string {
+	if errors.Is(err, ErrSourceFile) {
+		return sourceFileMessage(err)
+	}
 	return "Procfile" + strings.TrimPrefix(err.Error(), ErrProcfile.Error())
+}
+
+// sourceFileMessage is the pusher's line for an ErrSourceFile: the reason,
+// without the error chain's prefixes.
+func sourceFileMessage(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, ErrSourceFile.Error()+": "); i >= 0 {
+		msg = msg[i+len(ErrSourceFile.Error())+2:]
+	}
+	return msg + "."
 }
 
 // Limit formats a configured size limit: whole units without a decimal ("500M").

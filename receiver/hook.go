@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -38,8 +39,15 @@ const (
 	frameOutput  byte = 'o'
 	frameVerdict byte = 'x'
 
-	maxHookRequest = 4 << 20
-	maxFrame       = 1 << 20
+	maxFrame = 1 << 20
+
+	// MaxRefUpdates bounds the ref updates of one push. Every one is read
+	// and checked; a push with more is refused whole, never partly checked.
+	MaxRefUpdates = 10_000
+	// maxRefBytes bounds the hook's ref lines together; maxHookRequest
+	// leaves room for JSON escaping and the environment.
+	maxRefBytes    = 8 << 20
+	maxHookRequest = 3*maxRefBytes + 1<<20
 )
 
 // hookRequest is what the hook sends.
@@ -47,6 +55,9 @@ type hookRequest struct {
 	Token string            `json:"token"`
 	Refs  string            `json:"refs"`
 	Env   map[string]string `json:"env"`
+	// TooMany is set, and Refs left empty, when git sent more than
+	// MaxRefUpdates lines or maxRefBytes bytes of them.
+	TooMany bool `json:"too_many,omitempty"`
 }
 
 // forwardedEnv lists the hook's git variables the server needs: where the
@@ -256,7 +267,7 @@ func RunHook(ctx context.Context, environ []string, stdin io.Reader, stdout, std
 		fmt.Fprintln(stderr, "sokoban hook: must be run by git receive-pack under `sokoban serve`")
 		return 1
 	}
-	refs, err := io.ReadAll(io.LimitReader(stdin, maxHookRequest/2))
+	refs, tooMany, err := readRefLines(stdin)
 	if err != nil {
 		fmt.Fprintf(stderr, "sokoban hook: read refs: %v\n", err)
 		return 1
@@ -270,7 +281,7 @@ func RunHook(ctx context.Context, environ []string, stdin io.Reader, stdout, std
 		return 1
 	}
 	defer func() { _ = conn.Close() }()
-	req, _ := json.Marshal(hookRequest{Token: token, Refs: string(refs), Env: env})
+	req, _ := json.Marshal(hookRequest{Token: token, Refs: string(refs), Env: env, TooMany: tooMany})
 	if _, err := conn.Write(append(req, '\n')); err != nil {
 		fmt.Fprintf(stdout, " !     Push rejected: lost contact with the build server (%v).\n", err)
 		return 1
@@ -305,6 +316,38 @@ func RunHook(ctx context.Context, environ []string, stdin io.Reader, stdout, std
 				return 0
 			}
 			return 1
+		}
+	}
+}
+
+// readRefLines reads every ref line git gives the hook. Past MaxRefUpdates
+// lines or maxRefBytes bytes it stops keeping them and reports tooMany; it
+// still reads to the end, so git is never cut off mid-write.
+func readRefLines(r io.Reader) (refs []byte, tooMany bool, err error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	var buf bytes.Buffer
+	lines := 0
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(chunk) > 0 && !tooMany {
+			if chunk[len(chunk)-1] == '\n' || errors.Is(err, io.EOF) {
+				lines++
+			}
+			if lines > MaxRefUpdates || buf.Len()+len(chunk) > maxRefBytes {
+				tooMany = true
+				buf.Reset()
+			} else {
+				buf.Write(chunk)
+			}
+		}
+		switch {
+		case errors.Is(err, io.EOF):
+			return buf.Bytes(), tooMany, nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			// A line longer than the buffer: its bytes count, it is not a
+			// new line yet.
+		case err != nil:
+			return nil, false, err
 		}
 	}
 }

@@ -32,6 +32,9 @@ func parseRefs(s string) ([]refUpdate, error) {
 		if line == "" {
 			continue
 		}
+		if len(out) == MaxRefUpdates {
+			return nil, fmt.Errorf("%w: more than %d ref updates", ErrBadHookRequest, MaxRefUpdates)
+		}
 		f := strings.Fields(line)
 		if len(f) != 3 || !oidRE.MatchString(f[0]) || !oidRE.MatchString(f[1]) || !strings.HasPrefix(f[2], "refs/") {
 			return nil, fmt.Errorf("%w: ref line %q", ErrBadHookRequest, line)
@@ -75,6 +78,9 @@ func (p *push) preReceive(h hookRequest, w io.Writer, logFile io.Writer) (ok boo
 		buildpack.Warn(out, "Push rejected, %s", msg)
 		p.finish(status, msg)
 		return false
+	}
+	if h.TooMany {
+		return reject(StatusRejected, "this push updates more than %d refs; push them in smaller batches.", MaxRefUpdates)
 	}
 	updates, err := parseRefs(h.Refs)
 	if err != nil {
@@ -166,6 +172,15 @@ func (p *push) build(u refUpdate, qenv []string, hookEnv map[string]string, out 
 		return failed(StatusFailed, "workspace")
 	}
 	if err := p.export(ctx, u.new, qenv, buildDir); err != nil {
+		if ctx.Err() != nil {
+			return p.cancelled(out)
+		}
+		if le, ok := errors.AsType[*buildpack.LimitError](err); ok {
+			p.log.Info("source over limit", "err", err)
+			buildpack.Warn(out, "Push rejected, the pushed commit unpacks to %s, past the server's source limit.", le.Reason)
+			buildpack.Warn(out, "Keep large or generated files out of the repository.")
+			return failed(StatusRejected, "source too large: "+le.Reason)
+		}
 		p.log.Error("export source", "err", err)
 		buildpack.Warn(out, "Push rejected, the pushed commit could not be read (%v).", err)
 		return failed(StatusFailed, "export source")
@@ -279,15 +294,24 @@ func (p *push) cancelled(out io.Writer) bool {
 }
 
 // export writes the pushed commit's tree into dir with `git archive`, reading
-// the quarantined objects (SPEC A3).
+// the quarantined objects (SPEC A3). The tree is the pusher's: it is unpacked
+// under the source limits, and git is stopped as soon as a limit is passed
+// rather than drained (a tree bomb streams gigabytes from a small pack).
 func (p *push) export(ctx context.Context, commit string, qenv []string, dir string) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	pr, pw := io.Pipe()
 	var extractErr error
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		extractErr = buildpack.Untar(pr, dir)
-		_, _ = io.Copy(io.Discard, pr) // let git finish writing on error
+		extractErr = buildpack.UntarLimited(pr, dir, p.r.cfg.MaxSourceSize, p.r.cfg.MaxSourceFiles)
+		if extractErr != nil {
+			cancel()
+			_ = pr.CloseWithError(extractErr) // git's next write fails at once
+			return
+		}
+		_, _ = io.Copy(io.Discard, pr) // trailing padding after the end of the archive
 	}()
 	var stderr strings.Builder
 	err := proc.Run(ctx, proc.Cmd{
@@ -298,10 +322,13 @@ func (p *push) export(ctx context.Context, commit string, qenv []string, dir str
 	})
 	_ = pw.CloseWithError(err)
 	<-done
+	if extractErr != nil {
+		return extractErr
+	}
 	if err != nil {
 		return fmt.Errorf("git archive: %s", lastLine(stderr.String()))
 	}
-	return extractErr
+	return nil
 }
 
 // builtBefore returns the version that last released commit, or 0 (SPEC A8).

@@ -64,11 +64,16 @@ func mayPush(ctx context.Context, a Access, u keys.User, app string) (bool, erro
 
 // Config is the receiver's node-local configuration.
 type Config struct {
-	DataDir        string   // node-local: repos/ (cache), work/ (per push), run/ (hook socket)
-	Node           string   // this node's name, shown in status and "being deployed" messages
-	Hook           []string // argv of the pre-receive hook client, e.g. [/usr/bin/sokoban hook pre-receive]
-	Git            string   // git binary; default "git"
-	MaxInputSize   int64    // receive.maxInputSize in bytes; 0 for no limit
+	DataDir      string   // node-local: repos/ (cache), work/ (per push), run/ (hook socket)
+	Node         string   // this node's name, shown in status and "being deployed" messages
+	Hook         []string // argv of the pre-receive hook client, e.g. [/usr/bin/sokoban hook pre-receive]
+	Git          string   // git binary; default "git"
+	MaxInputSize int64    // receive.maxInputSize in bytes; 0 for no limit
+	// MaxSourceSize and MaxSourceFiles bound what the pushed commit's tree
+	// may unpack to (file contents, and files plus directories); defaults
+	// 1G and 100,000.
+	MaxSourceSize  int64
+	MaxSourceFiles int
 	Heartbeat      time.Duration
 	ReleaseTimeout time.Duration // how long a sent release may take; default 2m
 	StowTimeout    time.Duration // how long stowing the repository may take; default 10m
@@ -112,6 +117,12 @@ type Receiver struct {
 func New(cfg Config, deps Deps) (*Receiver, error) {
 	if cfg.Git == "" {
 		cfg.Git = "git"
+	}
+	if cfg.MaxSourceSize <= 0 {
+		cfg.MaxSourceSize = 1 << 30
+	}
+	if cfg.MaxSourceFiles <= 0 {
+		cfg.MaxSourceFiles = 100_000
 	}
 	if cfg.Heartbeat <= 0 {
 		cfg.Heartbeat = 10 * time.Second

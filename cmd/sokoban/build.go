@@ -23,6 +23,7 @@ type buildpackFlags struct {
 	sandbox      string
 	shortNames   listFlag
 	fetchTimeout time.Duration
+	scriptTime   time.Duration
 	outputLimit  sizeFlag
 	cacheSize    sizeFlag
 }
@@ -32,6 +33,7 @@ func (b *buildpackFlags) register(fs *flag.FlagSet, withCache bool) {
 	fs.StringVar(&b.sandbox, "sandbox", "auto", "build sandbox: auto (bubblewrap when it works), bwrap (required) or none")
 	fs.Var(&b.shortNames, "buildpack-map", "buildpack short names, NAME=URL, comma-separated or repeated (over the built-in heroku/* names)")
 	fs.DurationVar(&b.fetchTimeout, "fetch-timeout", 5*time.Minute, "limit for one attempt at fetching a buildpack (3 attempts)")
+	fs.DurationVar(&b.scriptTime, "script-timeout", 2*time.Minute, "limit for each bin/detect and bin/release run")
 	fs.Var(&b.outputLimit, "build-output-limit", "buildpack output shown per build before the rest is swallowed (K/M/G)")
 	if withCache {
 		fs.Var(&b.cacheSize, "buildpack-cache-size", "size bound of the fetched-buildpack cache under DATA/buildpacks (K/M/G)")
@@ -51,7 +53,7 @@ func (b *buildpackFlags) builder(cfg buildpack.Config, log *slog.Logger) (*build
 	if err != nil {
 		return nil, fmt.Errorf("--buildpack-map: %w", err)
 	}
-	cfg.Sandbox, cfg.ShortNames, cfg.FetchTimeout = mode, names, b.fetchTimeout
+	cfg.Sandbox, cfg.ShortNames, cfg.FetchTimeout, cfg.ScriptTimeout = mode, names, b.fetchTimeout, b.scriptTime
 	cfg.OutputLimit, cfg.FetchCacheSize = int64(b.outputLimit), int64(b.cacheSize)
 	if cfg.OutputLimit == 0 {
 		cfg.OutputLimit = -1 // 0 means no cap on the command line

@@ -33,6 +33,8 @@ type serveFlags struct {
 	slugSoft       sizeFlag
 	slugHard       sizeFlag
 	maxInput       sizeFlag
+	sourceLimit    sizeFlag
+	sourceFiles    int
 	autoCreate     bool
 	logFormat      string
 	logLevel       string
@@ -43,7 +45,7 @@ type serveFlags struct {
 
 func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
 	fs := newFlags("serve", stderr)
-	f := serveFlags{slugSoft: 300 << 20, slugHard: 500 << 20}
+	f := serveFlags{slugSoft: 300 << 20, slugHard: 500 << 20, sourceLimit: 1 << 30}
 	f.storeFlags.register(fs)
 	f.serviceFlags.register(fs)
 	f.heroku.register(fs)
@@ -58,6 +60,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(str
 	fs.Var(&f.slugSoft, "slug-soft-limit", "slug size that prints a warning (K/M/G)")
 	fs.Var(&f.slugHard, "slug-hard-limit", "slug size that rejects the push (K/M/G)")
 	fs.Var(&f.maxInput, "max-push-size", "largest pack a push may send (receive.maxInputSize, K/M/G; 0 for no limit)")
+	fs.Var(&f.sourceLimit, "source-limit", "most file contents a pushed commit may unpack to (K/M/G)")
+	fs.IntVar(&f.sourceFiles, "source-files-limit", 100_000, "most files and directories a pushed commit may unpack to")
 	fs.BoolVar(&f.autoCreate, "auto-create", true, "let any registered user create an app by pushing to a new name")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -143,7 +147,8 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 	}
 	recv, err := receiver.New(receiver.Config{
 		DataDir: data, Node: f.node, Hook: []string{exe, "hook", "pre-receive"},
-		MaxInputSize: int64(f.maxInput), KeepBuilds: f.keepBuilds, Logger: log, Metrics: metrics,
+		MaxInputSize: int64(f.maxInput), MaxSourceSize: int64(f.sourceLimit), MaxSourceFiles: f.sourceFiles,
+		KeepBuilds: f.keepBuilds, Logger: log, Metrics: metrics,
 		ReleaseTimeout: seams.releaseTimeout,
 	}, receiver.Deps{
 		Store: store, Leases: coord.leases, Builder: builder,
