@@ -51,7 +51,9 @@ const (
 //     sequence, like ESC [, ESC ], and so on (a C1 SGR too).
 //
 // A byte that is not part of valid UTF-8 becomes U+FFFD, so a lone 0x9B
-// reaches no terminal as an 8-bit CSI.
+// reaches no terminal as an 8-bit CSI. The output is for UTF-8 terminals: one
+// that reads bytes as Latin-1 with C1 controls on could still find a 0x9B
+// inside a valid character's encoding.
 //
 // Unlike a terminal, the filter ends a sequence at any C0 control other than
 // ESC (and BEL, which ends an OSC), and the control then counts as text: a
