@@ -5,15 +5,22 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/sokoban-deploy/sokoban/internal/termsafe"
 )
 
 // output is where a push's build output goes: the pusher (through the hook)
 // and the build log. During a silent phase it prints a heartbeat (SPEC B10) so
 // the pusher and any load balancer can tell the push is alive. Writes are
 // serialized; a failing log never fails the build.
+//
+// What a buildpack prints is an attacker's: the pusher's copy goes through
+// termsafe, so their terminal gets colours, progress and text but no other
+// escape sequence (issue 10 item 4). The log, and the live fan-out `logs -f`
+// reads, keep the raw bytes; sshd filters those on the way out.
 type output struct {
 	mu          sync.Mutex
-	pusher      io.Writer
+	pusher      *termsafe.Writer
 	log         io.Writer
 	last        time.Time
 	start       time.Time
@@ -23,7 +30,7 @@ type output struct {
 }
 
 func newOutput(pusher, log io.Writer, heartbeat time.Duration, stage func() string) *output {
-	o := &output{pusher: pusher, log: log, last: time.Now(), start: time.Now(), atLineStart: true, done: make(chan struct{})}
+	o := &output{pusher: termsafe.NewWriter(pusher), log: log, last: time.Now(), start: time.Now(), atLineStart: true, done: make(chan struct{})}
 	go o.heartbeat(heartbeat, stage)
 	return o
 }
@@ -67,4 +74,13 @@ func (o *output) heartbeat(every time.Duration, stage func() string) {
 	}
 }
 
-func (o *output) stop() { o.stopOnce.Do(func() { close(o.done) }) }
+// stop ends the heartbeat and the pusher's stream: a character cut short at
+// the end is written as U+FFFD, a sequence left open is dropped.
+func (o *output) stop() {
+	o.stopOnce.Do(func() {
+		close(o.done)
+		o.mu.Lock()
+		_ = o.pusher.Flush()
+		o.mu.Unlock()
+	})
+}

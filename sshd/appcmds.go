@@ -15,6 +15,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/sokoban-deploy/sokoban/cluster"
+	"github.com/sokoban-deploy/sokoban/internal/termsafe"
 	"github.com/sokoban-deploy/sokoban/keys"
 	"github.com/sokoban-deploy/sokoban/receiver"
 	"github.com/sokoban-deploy/sokoban/release"
@@ -338,7 +339,11 @@ func (a *appCmds) logs(ctx context.Context, inv *Invocation) int {
 		return a.internal(inv, "read build log", err)
 	}
 	if rc != nil {
-		_, _ = io.Copy(inv.Stdout, rc)
+		// The stored log has the build's raw bytes; the reader's terminal
+		// gets them filtered (issue 10 item 4), like the pusher did.
+		tw := termsafe.NewWriter(inv.Stdout)
+		_, _ = io.Copy(tw, rc)
+		_ = tw.Flush()
 		_ = rc.Close()
 	}
 	fmt.Fprintf(inv.Stdout, "-----> Build %s %s\n", rec.ID, rec.Status)
@@ -357,7 +362,12 @@ func (a *appCmds) follow(ctx context.Context, inv *Invocation, b cluster.Build) 
 	}
 	defer func() { _ = f.Close() }()
 	fmt.Fprintf(inv.Stdout, "-----> Following build %s of %s by %s on %s\n", b.ID, b.App, b.User, b.Node)
-	if _, err := io.Copy(inv.Stdout, f); err != nil {
+	// The live fan-out carries the build's raw bytes (the log's copy); the
+	// follower's terminal gets them filtered (issue 10 item 4).
+	tw := termsafe.NewWriter(inv.Stdout)
+	_, err = io.Copy(tw, f)
+	_ = tw.Flush()
+	if err != nil {
 		if ctx.Err() != nil {
 			return 1
 		}
