@@ -506,7 +506,8 @@ func TestEgressPin(t *testing.T) {
 		"ssh://git@[::ffff:127.0.0.2]:22/a/b.git": "ssh://git@127.0.0.2:22/a/b.git",
 	} {
 		got, err := e.pin(context.Background(), in)
-		if err != nil || (got != want && !(strings.Contains(in, "localhost") && strings.Replace(want, "127.0.0.1", "[::1]", 1) == got)) {
+		v6 := strings.Contains(in, "localhost") && strings.Replace(want, "127.0.0.1", "[::1]", 1) == got // localhost may be ::1 first
+		if err != nil || (got != want && !v6) {
 			t.Errorf("pin(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
