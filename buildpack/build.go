@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -54,6 +55,13 @@ type Config struct {
 	HideFromSandbox []string
 	HTTPClient      *http.Client // tarball downloads; default: a fresh client
 	Logger          *slog.Logger
+	// UserFetchAllow lists the loopback, private, link-local and other
+	// special destinations that a user's buildpack URL may still reach
+	// (--user-fetch-allow); by default it reaches only public addresses,
+	// and HTTPClient is not used for it. UserFetchSSH lets users name ssh
+	// URLs, fetched with no key of the server's. See egress.go.
+	UserFetchAllow []netip.Prefix
+	UserFetchSSH   bool
 }
 
 // Builder runs builds with one Config. It is safe for concurrent use.
@@ -63,6 +71,7 @@ type Builder struct {
 	shortNames map[string]string
 	cache      *fetchCache // nil: no fetch cache
 	http       *http.Client
+	egress     *egress
 	retryDelay time.Duration // first back-off between fetch attempts
 
 	probeOnce sync.Once
@@ -121,6 +130,7 @@ func New(cfg Config) *Builder {
 	if b.http == nil {
 		b.http = &http.Client{}
 	}
+	b.egress = newEgress(cfg.UserFetchAllow, cfg.UserFetchSSH)
 	if cfg.FetchCacheDir != "" {
 		c, err := newFetchCache(cfg.FetchCacheDir, cfg.FetchCacheSize, log)
 		if err != nil {

@@ -205,7 +205,7 @@ func TestBuildMultiBuildpack(t *testing.T) {
 		urls = append(urls, base+"/"+filepath.Base(dir)+"#main")
 	}
 	f := newJob(t, map[string]string{".buildpacks": "# comment\n\n" + strings.Join(urls, "\n") + "\n"})
-	res, err := build(t, Config{}, f)
+	res, err := build(t, Config{UserFetchAllow: loopback}, f)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, f.out)
 	}

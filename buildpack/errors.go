@@ -27,4 +27,12 @@ var (
 	// (.buildpacks, Procfile, .slugignore) that is a symlink, not a regular
 	// file, or too large.
 	ErrSourceFile = errors.New("buildpack: refused source file")
+	// ErrUserDestination: a user's URL leads to an address users may not
+	// reach (loopback, private, link-local...; see egress.go).
+	ErrUserDestination = errors.New("buildpack: destination not allowed for a user's URL")
+	// ErrUserSSH: a user's ssh URL on a server that does not allow them.
+	ErrUserSSH = errors.New("buildpack: ssh URLs not allowed for users")
+	// ErrFetchAllow: a --user-fetch-allow entry that is not a CIDR prefix or
+	// an address.
+	ErrFetchAllow = errors.New("buildpack: bad address range (want CIDR such as 10.0.0.0/8, or an address)")
 )

@@ -55,6 +55,19 @@ type location struct {
 	base  string // URL or path without the #ref
 	ref   string // branch, tag or commit for git
 	local bool   // names something on this server
+	// user: a user chose this URL, so it is fetched under the egress rule
+	// (egress.go): checked destinations, none of the server's credentials.
+	user   bool
+	pinned string    // for git: base with its host checked (and maybe replaced by the address)
+	proxy  *gitProxy // for git: the fetch's way to http(s) remotes
+}
+
+// gitURL is what git is given to fetch.
+func (l location) gitURL() string {
+	if l.pinned != "" {
+		return l.pinned
+	}
+	return l.base
 }
 
 // shortNameRE is what a short name (heroku/python) looks like.
@@ -154,6 +167,7 @@ func (b *Builder) resolve(url string, origin Origin) (loc location, shown string
 	if origin == User && loc.local {
 		return loc, shown, fmt.Errorf("%w: %s", ErrLocalNotAllow, url)
 	}
+	loc.user = origin == User
 	return loc, shown, nil
 }
 
@@ -183,26 +197,56 @@ func (b *Builder) fetch(ctx context.Context, url string, origin Origin, dst stri
 		err = copyTree(loc.base, dst)
 	case loc.kind == kindTarball && loc.local:
 		err = unpackFile(loc.base, dst, b.cfg.MaxBuildpackSize)
+	case loc.kind == kindTarball && loc.user:
+		err = b.fetchTarball(ctx, b.egress.http, loc.base, dst)
 	case loc.kind == kindTarball:
-		err = b.fetchTarball(ctx, loc.base, dst)
-	case loc.local || b.cache == nil:
-		err = b.retry(ctx, func(ctx context.Context) error {
-			_ = os.RemoveAll(dst)
-			return b.gitClone(ctx, loc, dst)
-		})
+		err = b.fetchTarball(ctx, b.http, loc.base, dst)
+	case loc.user:
+		err = b.fetchUserGit(ctx, loc, dst)
 	default:
-		err = b.fetchGitCached(ctx, loc, dst)
+		err = b.fetchGit(ctx, loc, dst)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return src, ctx.Err()
 		}
-		return src, fmt.Errorf("%w: %s: %v", ErrFetch, shown, err)
+		return src, fmt.Errorf("%w: %s: %w", ErrFetch, shown, err)
 	}
 	if st, err := os.Stat(filepath.Join(dst, "bin", "compile")); err != nil || st.IsDir() {
 		return src, fmt.Errorf("%w: %s: no bin/compile in the buildpack", ErrFetch, shown)
 	}
 	return src, nil
+}
+
+// fetchGit fetches a git buildpack, through the node cache when it is remote
+// and there is one.
+func (b *Builder) fetchGit(ctx context.Context, loc location, dst string) error {
+	if loc.local || b.cache == nil {
+		return b.retry(ctx, func(ctx context.Context) error {
+			_ = os.RemoveAll(dst)
+			return b.gitClone(ctx, loc, dst)
+		})
+	}
+	return b.fetchGitCached(ctx, loc, dst)
+}
+
+// fetchUserGit fetches a git URL a user chose under the egress rule: the URL
+// is checked (and pinned to the checked address) first, and git reaches
+// http(s) only through this fetch's checking proxy.
+func (b *Builder) fetchUserGit(ctx context.Context, loc location, dst string) error {
+	err := b.retry(ctx, func(ctx context.Context) error {
+		var err error
+		loc.pinned, err = b.egress.pin(ctx, loc.base)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if loc.proxy, err = b.egress.startGitProxy(ctx); err != nil {
+		return err
+	}
+	defer loc.proxy.close()
+	return b.fetchGit(ctx, loc, dst)
 }
 
 func unpackFile(path, dst string, max int64) error {
@@ -258,11 +302,11 @@ func (b *Builder) retry(ctx context.Context, op func(ctx context.Context) error)
 // fetchTarball downloads an http(s) tarball buildpack into dst, through the
 // node cache when there is one: a cached copy is revalidated with a
 // conditional GET and reused while the server says it is unchanged.
-func (b *Builder) fetchTarball(ctx context.Context, url, dst string) error {
+func (b *Builder) fetchTarball(ctx context.Context, client *http.Client, url, dst string) error {
 	if b.cache == nil {
 		return b.retry(ctx, func(ctx context.Context) error {
 			_ = os.RemoveAll(dst)
-			_, _, err := b.download(ctx, url, cacheMeta{}, dst)
+			_, _, err := b.download(ctx, client, url, cacheMeta{}, dst)
 			return err
 		})
 	}
@@ -287,7 +331,7 @@ func (b *Builder) fetchTarball(ctx context.Context, url, dst string) error {
 	err = b.retry(ctx, func(ctx context.Context) error {
 		_ = os.RemoveAll(tree)
 		var err error
-		unchanged, fresh, err = b.download(ctx, url, old, tree)
+		unchanged, fresh, err = b.download(ctx, client, url, old, tree)
 		return err
 	})
 	if err != nil {
@@ -306,7 +350,7 @@ func (b *Builder) fetchTarball(ctx context.Context, url, dst string) error {
 
 // download GETs a tarball and unpacks it into dst. With validators from an
 // earlier download it may answer "unchanged" (304) instead.
-func (b *Builder) download(ctx context.Context, url string, old cacheMeta, dst string) (bool, cacheMeta, error) {
+func (b *Builder) download(ctx context.Context, client *http.Client, url string, old cacheMeta, dst string) (bool, cacheMeta, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false, old, permanentError{err}
@@ -318,11 +362,19 @@ func (b *Builder) download(ctx context.Context, url string, old cacheMeta, dst s
 	if old.LastModified != "" {
 		req.Header.Set("If-Modified-Since", old.LastModified)
 	}
-	resp, err := b.http.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		var uerr *neturl.Error
 		if errors.As(err, &uerr) {
 			err = uerr.Err // the URL is in the message already
+		}
+		var d *destError
+		if errors.As(err, &d) { // the egress rule refused it: no retry
+			err = d
+			if uerr != nil && uerr.URL != url {
+				err = fmt.Errorf("redirected to %s: %w", uerr.URL, d)
+			}
+			return false, old, permanentError{err}
 		}
 		return false, old, err
 	}
@@ -397,7 +449,7 @@ func (b *Builder) lsRemote(ctx context.Context, loc location) (string, error) {
 	if loc.ref != "" {
 		patterns = []string{"refs/heads/" + loc.ref, "refs/tags/" + loc.ref}
 	}
-	out, err := b.git(ctx, "", loc.local, append([]string{"ls-remote", "--"}, append([]string{loc.base}, patterns...)...)...)
+	out, err := b.git(ctx, "", loc, append([]string{"ls-remote", "--"}, append([]string{loc.gitURL()}, patterns...)...)...)
 	if err != nil {
 		return "", err
 	}
@@ -422,44 +474,59 @@ func (b *Builder) gitClone(ctx context.Context, loc location, dst string) error 
 		return err
 	}
 	if loc.ref == "" {
-		_, err := b.git(ctx, "", loc.local, "clone", "--quiet", "--depth", "1", "--", loc.base, dst)
+		_, err := b.git(ctx, "", loc, "clone", "--quiet", "--depth", "1", "--", loc.gitURL(), dst)
 		return err
 	}
-	if _, err := b.git(ctx, dst, loc.local, "init", "--quiet"); err != nil {
+	if _, err := b.git(ctx, dst, loc, "init", "--quiet"); err != nil {
 		return err
 	}
 	// Fetching by name works for branches, tags and full commit ids (those
 	// need protocol v2 or uploadpack.allowAnySHA1InWant, which GitHub and
 	// local repositories have). An abbreviated commit id needs the history.
-	if _, err := b.git(ctx, dst, loc.local, "fetch", "--quiet", "--depth", "1", "--", loc.base, loc.ref); err == nil {
-		_, err = b.git(ctx, dst, loc.local, "checkout", "--quiet", "FETCH_HEAD")
+	if _, err := b.git(ctx, dst, loc, "fetch", "--quiet", "--depth", "1", "--", loc.gitURL(), loc.ref); err == nil {
+		_, err = b.git(ctx, dst, loc, "checkout", "--quiet", "FETCH_HEAD")
 		return err
 	} else if !abbrevSHARE.MatchString(loc.ref) {
 		return err
 	}
-	if _, err := b.git(ctx, dst, loc.local, "fetch", "--quiet", "--", loc.base, "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err != nil {
+	if _, err := b.git(ctx, dst, loc, "fetch", "--quiet", "--", loc.gitURL(), "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err != nil {
 		return err
 	}
-	_, err := b.git(ctx, dst, loc.local, "checkout", "--quiet", loc.ref+"^{commit}")
+	_, err := b.git(ctx, dst, loc, "checkout", "--quiet", loc.ref+"^{commit}")
 	return err
 }
 
-// git runs one server-side git command for a fetch and returns its output;
-// on failure the error is git's last line.
-func (b *Builder) git(ctx context.Context, dir string, local bool, args ...string) (string, error) {
+// git runs one server-side git command for a fetch of loc and returns its
+// output; on failure the error is git's last line, or the destination the
+// egress rule refused.
+func (b *Builder) git(ctx context.Context, dir string, loc location, args ...string) (string, error) {
 	var out bytes.Buffer
-	// Only the network transports for a user's URL; file:// only for the
-	// operator's local repositories. Never ext:: and the like.
+	// Only the network transports for a remote URL; file:// only for the
+	// operator's local repositories; ssh for a user only where the operator
+	// allows it. Never ext:: and the like.
+	ssh := "always"
+	if loc.user && !b.egress.ssh {
+		ssh = "never"
+	}
 	argv := []string{b.cfg.Git, "-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
-		"-c", "protocol.http.allow=always", "-c", "protocol.git.allow=always", "-c", "protocol.ssh.allow=always"}
-	if local {
+		"-c", "protocol.http.allow=always", "-c", "protocol.git.allow=always", "-c", "protocol.ssh.allow=" + ssh}
+	if loc.local {
 		argv = append(argv, "-c", "protocol.file.allow=always")
 	}
-	err := proc.Run(ctx, proc.Cmd{Argv: append(argv, args...), Dir: dir, Env: gitEnv(),
+	env := gitEnv()
+	if loc.user {
+		env = userGitEnv(loc.proxy)
+	}
+	err := proc.Run(ctx, proc.Cmd{Argv: append(argv, args...), Dir: dir, Env: env,
 		Stdout: &limitedBuffer{buf: &out, max: 1 << 20}})
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
+		}
+		if loc.proxy != nil {
+			if r := loc.proxy.refusal(); r != nil {
+				return "", permanentError{r}
+			}
 		}
 		return "", fmt.Errorf("git %s: %s", args[0], lastLine(out.String()))
 	}
@@ -480,6 +547,24 @@ func gitEnv() []string {
 		"GIT_SSH_COMMAND=ssh -o BatchMode=yes",
 		"LANG=C",
 	}
+}
+
+// userGitEnv is gitEnv for a URL a user chose: ssh without any key, agent
+// or configuration of the server's account, and, with a proxy, http(s)
+// only through it. Git's own config already starts from nothing (no
+// credential helper), curl's netrc is $HOME/.netrc, which does not exist,
+// and no proxy variable of the server's is passed on.
+func userGitEnv(proxy *gitProxy) []string {
+	env := gitEnv()
+	for i, kv := range env {
+		if strings.HasPrefix(kv, "GIT_SSH_COMMAND=") {
+			env[i] = "GIT_SSH_COMMAND=" + userSSHCommand
+		}
+	}
+	if proxy != nil {
+		env = append(env, proxy.env()...)
+	}
+	return env
 }
 
 func lastLine(s string) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,8 +15,14 @@ import (
 	"time"
 )
 
-// quick is a Builder whose fetch retries do not wait a second between tries.
+// loopback is where the tests' servers listen.
+var loopback = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+
+// quick is a Builder whose fetch retries do not wait a second between tries,
+// and which lets users' URLs reach the tests' loopback servers, as
+// --user-fetch-allow 127.0.0.0/8 does (see guarded for the default rule).
 func quick(cfg Config) *Builder {
+	cfg.UserFetchAllow = append(cfg.UserFetchAllow, loopback...)
 	b := New(cfg)
 	b.retryDelay = time.Millisecond
 	return b

@@ -133,7 +133,7 @@ func TestPushWithRemoteBuildpacks(t *testing.T) {
 	envBP := tgz.put(t, "/env.tgz", "", "echo Env", `echo "-----> BUILDPACK_URL buildpack ran"`, "")
 	settingBP := tgz.put(t, "/setting.tgz", "", "echo Setting", `echo "-----> app setting buildpack ran"`, "")
 
-	srv := startServer(t, "--sandbox", "bwrap", "--buildpack-map", "acme/mapped="+mapped)
+	srv := startServer(t, "--sandbox", "bwrap", "--buildpack-map", "acme/mapped="+mapped, "--user-fetch-allow", "127.0.0.0/8")
 	alice := srv.addUser("alice@example.com", false)
 	app := newApp(t, map[string]string{".buildpacks": "# runtime first\n" + first + "\n" + second + "\n\nacme/mapped\n"})
 	res := runResult(t, srv.git(alice, app, "push", srv.remote("multi"), "main"))
@@ -180,7 +180,7 @@ func TestPushWithRemoteBuildpacks(t *testing.T) {
 func TestPushBuildpackFailuresNameTheCause(t *testing.T) {
 	t.Parallel()
 	tgz := newTgzServer(t)
-	srv := startServer(t, "--fetch-timeout", "30s")
+	srv := startServer(t, "--fetch-timeout", "30s", "--user-fetch-allow", "127.0.0.0/8")
 	alice := srv.addUser("alice@example.com", false)
 
 	missing := tgz.URL + "/gone.tgz"

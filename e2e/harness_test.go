@@ -107,6 +107,9 @@ type serviceOpts struct {
 	stderr *os.File
 	listen string // --listen; default 127.0.0.1:0
 	args   []string
+	// wrap runs the server under a command (wrap..., sokoban, args...) that
+	// execs it, such as unshare for a private mount namespace.
+	wrap []string
 }
 
 // launch starts the process for s; a server may be launched again after it
@@ -126,6 +129,8 @@ func (s *server) launch(o serviceOpts) {
 			script += "export " + v + "=$$; "
 		}
 		s.cmd = exec.Command("sh", append([]string{"-c", script + `exec "$0" "$@"`, sokobanBin}, args...)...)
+	} else if len(o.wrap) > 0 {
+		s.cmd = exec.Command(o.wrap[0], append(append(o.wrap[1:len(o.wrap):len(o.wrap)], sokobanBin), args...)...)
 	} else {
 		s.cmd = exec.Command(sokobanBin, args...)
 	}

@@ -103,7 +103,7 @@ func (s *server) push(u *user, dir, app string) result {
 func TestHerokuModePushReleases(t *testing.T) {
 	t.Parallel()
 	def := buildpack(t, "default", "echo Default", `echo "DEFAULT BUILDPACK RAN"`, "")
-	srv, api := startHeroku(t, "--buildpacks", def)
+	srv, api := startHeroku(t, "--buildpacks", def, "--user-fetch-allow", "127.0.0.0/8")
 	const token = "HRKU-e2e-a1b2c3-secret"
 	alice := srv.linkHeroku(api, "alice@example.com", token)
 

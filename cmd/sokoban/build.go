@@ -26,17 +26,23 @@ type buildpackFlags struct {
 	scriptTime   time.Duration
 	outputLimit  sizeFlag
 	cacheSize    sizeFlag
+	userAllow    listFlag // serve only: `sokoban build` has no users
+	userSSH      bool
 }
 
-func (b *buildpackFlags) register(fs *flag.FlagSet, withCache bool) {
+// register adds the flags; serving adds the server's own: the fetch cache
+// and what users' buildpack URLs may reach.
+func (b *buildpackFlags) register(fs *flag.FlagSet, serving bool) {
 	b.outputLimit, b.cacheSize = 64<<20, 1<<30
 	fs.StringVar(&b.sandbox, "sandbox", "auto", "build sandbox: auto (bubblewrap when it works), bwrap (required) or none")
 	fs.Var(&b.shortNames, "buildpack-map", "buildpack short names, NAME=URL, comma-separated or repeated (over the built-in heroku/* names)")
 	fs.DurationVar(&b.fetchTimeout, "fetch-timeout", 5*time.Minute, "limit for one attempt at fetching a buildpack (3 attempts)")
 	fs.DurationVar(&b.scriptTime, "script-timeout", 2*time.Minute, "limit for each bin/detect and bin/release run")
 	fs.Var(&b.outputLimit, "build-output-limit", "buildpack output shown per build before the rest is swallowed (K/M/G)")
-	if withCache {
+	if serving {
 		fs.Var(&b.cacheSize, "buildpack-cache-size", "size bound of the fetched-buildpack cache under DATA/buildpacks (K/M/G)")
+		fs.Var(&b.userAllow, "user-fetch-allow", "loopback, private or link-local destinations (CIDR or address, comma-separated or repeated) that users' buildpack URLs may reach; default: public addresses only")
+		fs.BoolVar(&b.userSSH, "user-fetch-ssh", false, "let users name ssh buildpack URLs (fetched with no key or agent of the server's)")
 	}
 }
 
@@ -53,7 +59,12 @@ func (b *buildpackFlags) builder(cfg buildpack.Config, log *slog.Logger) (*build
 	if err != nil {
 		return nil, fmt.Errorf("--buildpack-map: %w", err)
 	}
+	allow, err := buildpack.ParseFetchAllow(b.userAllow)
+	if err != nil {
+		return nil, fmt.Errorf("--user-fetch-allow: %w", err)
+	}
 	cfg.Sandbox, cfg.ShortNames, cfg.FetchTimeout, cfg.ScriptTimeout = mode, names, b.fetchTimeout, b.scriptTime
+	cfg.UserFetchAllow, cfg.UserFetchSSH = allow, b.userSSH
 	cfg.OutputLimit, cfg.FetchCacheSize = int64(b.outputLimit), int64(b.cacheSize)
 	if cfg.OutputLimit == 0 {
 		cfg.OutputLimit = -1 // 0 means no cap on the command line
