@@ -33,8 +33,8 @@ type Config struct {
 	CompileTimeout time.Duration // all compile steps together; default 15m (SPEC E3)
 	// ScriptTimeout bounds each bin/detect and each bin/release; default 2m.
 	ScriptTimeout time.Duration
-	SlugSoftLimit  int64         // warn above; default 300M (SPEC E2)
-	SlugHardLimit  int64         // reject above; default 500M
+	SlugSoftLimit int64 // warn above; default 300M (SPEC E2)
+	SlugHardLimit int64 // reject above; default 500M
 	// OutputLimit caps the buildpack output a build forwards; past it the
 	// output is swallowed (and the build goes on). Default 64M; < 0: no cap.
 	OutputLimit int64
