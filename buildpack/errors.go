@@ -24,3 +24,13 @@ var (
 	// well-formed gzip'd tar.
 	ErrArchive = errors.New("buildpack: bad archive")
 )
+
+// Build confinement (README "Sandbox"): the limits a build ran into, and a
+// build network that could not be set up.
+var (
+	ErrProcessLimit = errors.New("buildpack: the build hit its process limit")
+	ErrMemoryLimit  = errors.New("buildpack: the build hit its memory limit")
+	ErrBuildNetwork = errors.New("buildpack: build network unavailable")
+	// ErrNetAllow: a --build-net-allow entry that is not an address or CIDR.
+	ErrNetAllow = errors.New("buildpack: bad build network allow-list entry")
+)
