@@ -234,6 +234,7 @@ func (b *Builder) Build(ctx context.Context, job Job) (result *Result, err error
 	ctx, err = b.confine(ctx, w)
 	defer func() {
 		if hit := w.jail.close(); hit != nil {
+			w.out.endLine()
 			Warn(out, "Push rejected, %s.", strings.TrimPrefix(hit.Error(), "buildpack: "))
 			result, err = nil, hit
 		}

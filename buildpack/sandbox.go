@@ -487,3 +487,14 @@ func (j *jail) close() error {
 	}
 	return hit
 }
+
+// endLine ends the build's last line of output if it was cut short (a
+// process killed mid-line), so that what follows starts a line of its own.
+func (c *outputCap) endLine() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.midLine && !c.stopped {
+		_, _ = c.w.Write([]byte("\n"))
+		c.midLine = false
+	}
+}

@@ -240,7 +240,7 @@ func TestSandboxLimitsEndBuild(t *testing.T) {
 			f := newJob(t, nil)
 			_, err := build(t, Config{Defaults: []string{bp}, Sandbox: tc.mode, BuildPids: 48, BuildMemory: 48 << 20}, f)
 			out := f.out.String()
-			if !errors.Is(err, tc.want) || !strings.Contains(out, tc.line+"\n") {
+			if !errors.Is(err, tc.want) || !strings.Contains(out, "\n"+tc.line+"\n") {
 				t.Fatalf("err = %v, want %v and %q:\n%s", err, tc.want, tc.line, out)
 			}
 			if strings.Count(out, "Push rejected") != 1 || strings.Contains(out, "hog holds") || strings.Contains(out, "Compressing") {
