@@ -52,10 +52,14 @@ func serveToken(t *testing.T, ln net.Listener, token string) {
 }
 
 // tryConnect is a shell function for build scripts: `try NAME HOST PORT`
-// prints "reached NAME: <greeting>" or "refused NAME".
+// prints "reached NAME: <greeting>", or "refused NAME" when it cannot
+// connect.
 const tryConnect = `try() {
-	got=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/$1" && head -n 1 <&3' "$2" "$3" 2>/dev/null)
-	if [ -n "$got" ]; then echo "reached $1: $got"; else echo "refused $1"; fi
+	if got=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 1; head -n 1 <&3' "$2" "$3" 2>/dev/null); then
+		echo "reached $1: $got"
+	else
+		echo "refused $1"
+	fi
 }
 `
 

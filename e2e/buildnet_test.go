@@ -30,13 +30,18 @@ func needBuildNetwork(t *testing.T) {
 	}
 }
 
-// tryScript is a compile script that tries to connect to each HOST PORT
-// line of the buildpack's targets file (written by the test once the
-// server runs) and prints "reached NAME: <greeting>" or "refused NAME".
+// tryScript is a compile script that connects to each NAME HOST PORT line
+// of the buildpack's targets file (written by the test once the server
+// runs), sends an HTTP request (so that the ops port answers too) and
+// prints "reached NAME: <first line>", or "refused NAME" when it cannot
+// connect.
 const tryScript = `targets="$(dirname "$0")/../targets"
 while read -r name host port; do
-	got=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/$1" && head -n 1 <&3' "$host" "$port" 2>/dev/null)
-	if [ -n "$got" ]; then echo "reached $name: $got"; else echo "refused $name"; fi
+	if got=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 1; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; head -n 1 <&3' "$host" "$port" 2>/dev/null); then
+		echo "reached $name: $got"
+	else
+		echo "refused $name"
+	fi
 done < "$targets"
 echo built > "$1/built"`
 
