@@ -55,7 +55,7 @@ func serveToken(t *testing.T, ln net.Listener, token string) {
 // prints "reached NAME: <greeting>", or "refused NAME" when it cannot
 // connect.
 const tryConnect = `try() {
-	if got=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 1; head -n 1 <&3' "$2" "$3" 2>/dev/null); then
+	if got=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 1; head -n 1 <&3 || true' "$2" "$3" 2>/dev/null); then
 		echo "reached $1: $got"
 	else
 		echo "refused $1"

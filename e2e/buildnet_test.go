@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -33,11 +34,11 @@ func needBuildNetwork(t *testing.T) {
 // tryScript is a compile script that connects to each NAME HOST PORT line
 // of the buildpack's targets file (written by the test once the server
 // runs), sends an HTTP request (so that the ops port answers too) and
-// prints "reached NAME: <first line>", or "refused NAME" when it cannot
-// connect.
+// prints "reached NAME: <first line>" once connected, or "refused NAME"
+// when it cannot connect.
 const tryScript = `targets="$(dirname "$0")/../targets"
 while read -r name host port; do
-	if got=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 1; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; head -n 1 <&3' "$host" "$port" 2>/dev/null); then
+	if got=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 1; printf "GET /metrics HTTP/1.0\r\n\r\n" >&3; head -n 1 <&3 || true' "$host" "$port" 2>/dev/null); then
 		echo "reached $name: $got"
 	else
 		echo "refused $name"
@@ -59,7 +60,9 @@ func writeTargets(t *testing.T, bp string, targets []target) {
 	}
 }
 
-// greet accepts connections on ln and says token to each.
+// greet accepts connections on ln and says token to each. It reads what
+// the client sends until the client hangs up: closing with unread input
+// would reset the connection before the client reads the token.
 func greet(t *testing.T, ln net.Listener, token string) string {
 	t.Helper()
 	t.Cleanup(func() { _ = ln.Close() })
@@ -69,8 +72,12 @@ func greet(t *testing.T, ln net.Listener, token string) string {
 			if err != nil {
 				return
 			}
-			_, _ = c.Write([]byte(token + "\n"))
-			_ = c.Close()
+			go func() {
+				defer func() { _ = c.Close() }()
+				_, _ = c.Write([]byte(token + "\n"))
+				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				_, _ = io.Copy(io.Discard, c)
+			}()
 		}
 	}()
 	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
