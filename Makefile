@@ -22,12 +22,14 @@ run: build
 	$(BIN) serve --data $(DATA) --listen $(LISTEN) --buildpacks ./examples/buildpacks/static
 
 # Everything the tests need: Debian packages (git, OpenSSH client, redis-server,
-# bubblewrap, systemd for systemd-analyze) and Go modules.
+# bubblewrap, slirp4netns and nftables for the build network, nsenter and ip
+# for the network tests, systemd for systemd-analyze) and Go modules.
 deps:
 	@missing=""; \
-	for p in git:git ssh:openssh-client ssh-keygen:openssh-client redis-server:redis-server bwrap:bubblewrap systemd-analyze:systemd; do \
+	for p in git:git ssh:openssh-client ssh-keygen:openssh-client redis-server:redis-server bwrap:bubblewrap \
+		slirp4netns:slirp4netns nft:nftables nsenter:util-linux ip:iproute2 systemd-analyze:systemd; do \
 		cmd=$${p%%:*}; pkg=$${p##*:}; \
-		command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+		command -v $$cmd >/dev/null 2>&1 || test -x /usr/sbin/$$cmd || test -x /sbin/$$cmd || missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \

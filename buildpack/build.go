@@ -62,6 +62,17 @@ type Config struct {
 	// URLs, fetched with no key of the server's. See egress.go.
 	UserFetchAllow []netip.Prefix
 	UserFetchSSH   bool
+
+	// Build confinement (README "Sandbox"). A sandboxed build's network
+	// reaches the outside world but no loopback, link-local or private
+	// destination and no address of this host, except what BuildNetAllow
+	// lists. BuildPids bounds a build's processes and threads (default
+	// 4096), BuildMemory its memory in bytes (default 4G); < 0: no limit.
+	BuildNetAllow []netip.Prefix
+	BuildPids     int64
+	BuildMemory   int64
+	Slirp4netns   string // default "slirp4netns"
+	Nft           string // default "nft"
 }
 
 // Builder runs builds with one Config. It is safe for concurrent use.
@@ -76,6 +87,7 @@ type Builder struct {
 
 	probeOnce sync.Once
 	probeErr  error
+	conf      confinement // build network and limits, probed once (sandbox.go)
 }
 
 // New returns a Builder, filling in Config defaults.
@@ -118,6 +130,12 @@ func New(cfg Config) *Builder {
 	}
 	if cfg.Bwrap == "" {
 		cfg.Bwrap = "bwrap"
+	}
+	if cfg.Slirp4netns == "" {
+		cfg.Slirp4netns = "slirp4netns"
+	}
+	if cfg.Nft == "" {
+		cfg.Nft = "nft"
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -193,7 +211,7 @@ type workspace struct {
 // Build runs the whole pipeline. On failure it has printed why to Job.Output and
 // returns an error wrapping one of this package's sentinels, or the context's
 // error when the build was cancelled.
-func (b *Builder) Build(ctx context.Context, job Job) (*Result, error) {
+func (b *Builder) Build(ctx context.Context, job Job) (result *Result, err error) {
 	out := job.Output
 	stage := job.Stage
 	if stage == nil {
@@ -229,6 +247,19 @@ func (b *Builder) Build(ctx context.Context, job Job) (*Result, error) {
 			Warn(out, "Push rejected, the build sandbox does not work on this server; tell the operator.")
 			return nil, err
 		}
+	}
+	// The build's own network and cgroup; ctx ends when it hits a limit.
+	ctx, err = b.confine(ctx, w)
+	defer func() {
+		if hit := w.jail.close(); hit != nil {
+			w.out.endLine()
+			Warn(out, "Push rejected, %s.", strings.TrimPrefix(hit.Error(), "buildpack: "))
+			result, err = nil, hit
+		}
+	}()
+	if err != nil {
+		Warn(out, "Push rejected, the build sandbox could not be set up; tell the operator.")
+		return nil, err
 	}
 
 	stage("detecting")
@@ -352,7 +383,7 @@ func (b *Builder) prepare(job Job) (*workspace, error) {
 // run runs one buildpack script in the build directory, in the jail, with the
 // build's environment. stderr nil means with stdout.
 func (w *workspace) run(ctx context.Context, argv []string, stdout, stderr io.Writer) error {
-	return proc.Run(ctx, w.jail.cmd(proc.Cmd{Argv: argv, Dir: w.job.BuildDir, Env: w.env, Stdout: stdout, Stderr: stderr}))
+	return w.jail.run(ctx, proc.Cmd{Argv: argv, Dir: w.job.BuildDir, Env: w.env, Stdout: stdout, Stderr: stderr})
 }
 
 // choose applies SPEC D1's precedence, fetches and detects, and prints the

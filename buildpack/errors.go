@@ -36,3 +36,13 @@ var (
 	// an address.
 	ErrFetchAllow = errors.New("buildpack: bad address range (want CIDR such as 10.0.0.0/8, or an address)")
 )
+
+// Build confinement (README "Sandbox"): the limits a build ran into, and a
+// build network that could not be set up.
+var (
+	ErrProcessLimit = errors.New("buildpack: the build hit its process limit")
+	ErrMemoryLimit  = errors.New("buildpack: the build hit its memory limit")
+	ErrBuildNetwork = errors.New("buildpack: build network unavailable")
+	// ErrNetAllow: a --build-net-allow entry that is not an address or CIDR.
+	ErrNetAllow = errors.New("buildpack: bad build network allow-list entry")
+)

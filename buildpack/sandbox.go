@@ -3,10 +3,12 @@ package buildpack
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sokoban-deploy/sokoban/internal/proc"
@@ -72,11 +74,17 @@ type mount struct {
 }
 
 // jail runs a build's processes: under bubblewrap with its directories mapped
-// to fixed paths, or, without a sandbox, as they are.
+// to fixed paths, or, without a sandbox, as they are; in either case in the
+// build's cgroup when it has one (confine).
 type jail struct {
 	bwrap  string // "" runs unconfined
 	base   []string
 	mounts []mount
+
+	net       *buildNet    // the build's own network; nil: none at all, or the host's without a sandbox
+	cg        *buildCgroup // nil: no limits
+	stop      context.CancelCauseFunc
+	watchDone chan struct{}
 }
 
 // jobJail is the jail for one build. tmp becomes the build's private /tmp.
@@ -85,6 +93,11 @@ func (b *Builder) jobJail(mounts []mount, tmp string) *jail {
 		return &jail{}
 	}
 	args := append(b.sandboxArgs(), "--bind", tmp, "/tmp", "--bind", tmp, "/var/tmp")
+	if b.cfg.Sandbox == SandboxAuto && b.NetworkIsolation() != nil {
+		// A build network that cannot be kept off the host's loopback and
+		// private networks is no network at all (cmd/sokoban says so at start).
+		args = append(args, "--unshare-net")
+	}
 	return &jail{bwrap: b.cfg.Bwrap, base: args, mounts: mounts}
 }
 
@@ -108,6 +121,9 @@ func (j *jail) path(host string) string {
 // paths already mapped with path.
 func (j *jail) cmd(c proc.Cmd) proc.Cmd {
 	if j.bwrap == "" {
+		if j.cg != nil {
+			c.Argv = append(j.cg.join(), c.Argv...)
+		}
 		return c
 	}
 	argv := append([]string{j.bwrap}, j.base...)
@@ -121,6 +137,12 @@ func (j *jail) cmd(c proc.Cmd) proc.Cmd {
 	argv = append(argv, "--chdir", j.path(c.Dir), "--")
 	c.Argv = append(argv, c.Argv...)
 	c.Dir = "/"
+	if j.net != nil {
+		c.Argv = append(j.net.enter(), c.Argv...)
+	}
+	if j.cg != nil {
+		c.Argv = append(j.cg.join(), c.Argv...)
+	}
 	return c
 }
 
@@ -244,4 +266,235 @@ func (b *Builder) probe() error {
 		return fmt.Errorf("%w: %s: the sandbox's /tmp is not the one it was given", ErrSandbox, b.cfg.Bwrap)
 	}
 	return nil
+}
+
+// confinement is what Builder probes once about build networks and limits.
+type confinement struct {
+	netOnce  sync.Once
+	netTools *netTools
+	netErr   error
+
+	cgOnce sync.Once
+	cg     *cgroupHost
+	cgErr  error
+}
+
+// Limits of a build, with Config's defaults: 0 is no limit.
+func (b *Builder) buildPids() int64   { return limitOr(b.cfg.BuildPids, 4096) }
+func (b *Builder) buildMemory() int64 { return limitOr(b.cfg.BuildMemory, 4<<30) }
+
+func limitOr(v, def int64) int64 {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
+}
+
+// NetworkIsolation probes once whether sandboxed builds can get a network
+// of their own that reaches the outside world but not this host or its
+// private networks (README "Sandbox"). nil means they do; otherwise the
+// error says why not: with --sandbox=bwrap builds then fail, with auto they
+// run without any network.
+func (b *Builder) NetworkIsolation() error {
+	if b.cfg.Sandbox == SandboxNone {
+		return fmt.Errorf("%w: the sandbox is off", ErrBuildNetwork)
+	}
+	if _, err := b.Sandbox(); err != nil {
+		return fmt.Errorf("%w: %v", ErrBuildNetwork, err)
+	}
+	b.conf.netOnce.Do(func() { b.conf.netTools, b.conf.netErr = b.probeNet() })
+	return b.conf.netErr
+}
+
+// Limits probes once which build limits this machine can enforce and
+// returns them (0: none): processes and threads per build, and bytes of
+// memory. The error names what is missing and why.
+func (b *Builder) Limits() (pids, memory int64, err error) {
+	b.conf.cgOnce.Do(func() {
+		pids, mem := b.buildPids(), b.buildMemory()
+		if pids == 0 && mem == 0 {
+			b.conf.cg = &cgroupHost{}
+			return
+		}
+		h, err := discoverCgroups(pids > 0, mem > 0)
+		// Make and remove one cgroup per controller, as a build would.
+		if h.pids != nil {
+			if cg, cerr := h.create(pids, 0); cerr != nil {
+				h.pids, err = nil, errors.Join(err, cerr)
+			} else if rerr := cg.remove(); rerr != nil {
+				h.pids, err = nil, errors.Join(err, rerr)
+			}
+		}
+		if h.memory != nil {
+			if cg, cerr := h.create(0, mem); cerr != nil {
+				h.memory, err = nil, errors.Join(err, cerr)
+			} else if rerr := cg.remove(); rerr != nil {
+				h.memory, err = nil, errors.Join(err, rerr)
+			}
+		}
+		b.conf.cg, b.conf.cgErr = h, err
+	})
+	if b.conf.cg.pids != nil {
+		pids = b.buildPids()
+	}
+	if b.conf.cg.memory != nil {
+		memory = b.buildMemory()
+	}
+	return pids, memory, b.conf.cgErr
+}
+
+// probeNet sets up a build network and runs a sandboxed step in it, as a
+// build would, first with slirp4netns's own sandbox and seccomp filter and,
+// where those do not work, without.
+func (b *Builder) probeNet() (*netTools, error) {
+	t, err := findNetTools(b.cfg.Slirp4netns, b.cfg.Nft)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "sokoban-network-probe-")
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrBuildNetwork, err)
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	for _, extra := range [][]string{{"--enable-sandbox", "--enable-seccomp"}, nil} {
+		t.slirpExtra = extra
+		if err = b.tryNet(dir, t); err == nil {
+			return t, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %v", ErrBuildNetwork, err)
+}
+
+// tryNet checks that a step in the build network sees slirp's interface,
+// not the host's.
+func (b *Builder) tryNet(dir string, t *netTools) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := t.start(ctx, dir, nil)
+	if err != nil {
+		return err
+	}
+	defer n.close()
+	resolv := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(resolv, resolvConf(), 0o644); err != nil {
+		return err
+	}
+	j := &jail{bwrap: b.cfg.Bwrap, base: append(append(b.sandboxArgs(), "--bind", dir, "/tmp"), n.bwrapArgs(resolv)...), net: n}
+	var out bytes.Buffer
+	c := j.cmd(proc.Cmd{Argv: []string{"/bin/cat", "/proc/net/dev", "/etc/resolv.conf"}, Dir: "/",
+		Env: []string{"PATH=" + defaultPath}, Stdout: &limitedBuffer{buf: &out, max: 16 << 10}})
+	if err := proc.Run(ctx, c); err != nil {
+		return fmt.Errorf("a step in the build network: %s", lastLineOf(out.String(), err))
+	}
+	if !strings.Contains(out.String(), "tap0:") || !strings.Contains(out.String(), "nameserver "+slirpDNS) {
+		return errors.New("a step in the build network does not see slirp4netns's interface")
+	}
+	return nil
+}
+
+func lastLineOf(out string, err error) string {
+	s := strings.TrimSpace(out)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	if s == "" {
+		return err.Error()
+	}
+	return s
+}
+
+// confine gives a build its own network (sandboxed builds) and its own
+// cgroup, and returns the context the build runs under: it ends when the
+// build hits a limit. jail.close undoes it all, also after an error.
+func (b *Builder) confine(ctx context.Context, w *workspace) (context.Context, error) {
+	j := w.jail
+	ctx, j.stop = context.WithCancelCause(ctx)
+	if j.bwrap != "" && b.cfg.Sandbox == SandboxBwrap {
+		if err := b.NetworkIsolation(); err != nil {
+			return ctx, err
+		}
+	}
+	if j.bwrap != "" && b.NetworkIsolation() == nil {
+		n, err := b.conf.netTools.start(ctx, w.job.WorkDir, b.cfg.BuildNetAllow)
+		if err != nil {
+			return ctx, fmt.Errorf("%w: %v", ErrBuildNetwork, err)
+		}
+		j.net = n
+		resolv := filepath.Join(w.job.WorkDir, "resolv.conf")
+		if err := os.WriteFile(resolv, resolvConf(), 0o644); err != nil {
+			return ctx, fmt.Errorf("%w: %v", ErrBuildNetwork, err)
+		}
+		j.base = append(j.base, n.bwrapArgs(resolv)...)
+	}
+	pids, mem, _ := b.Limits()
+	if pids == 0 && mem == 0 {
+		return ctx, nil
+	}
+	cg, err := b.conf.cg.create(pids, mem)
+	if err != nil {
+		return ctx, fmt.Errorf("buildpack: build cgroup: %w", err)
+	}
+	j.cg = cg
+	j.watchDone = make(chan struct{})
+	go func() {
+		defer close(j.watchDone)
+		defer func() {
+			if v := recover(); v != nil {
+				b.log.Error("build limit watch panicked", "build", w.job.ID, "panic", v)
+			}
+		}()
+		cg.watch(ctx, j.stop)
+	}()
+	return ctx, nil
+}
+
+// run runs one step in the jail. A step that ran into a limit ends the
+// whole build: the next check of the build's context stops it.
+func (j *jail) run(ctx context.Context, c proc.Cmd) error {
+	err := proc.Run(ctx, j.cmd(c))
+	if j.cg != nil {
+		if hit := j.cg.hit(); hit != nil {
+			j.stop(hit)
+		}
+	}
+	return err
+}
+
+// close ends what confine set up: whatever is left of the build's
+// processes, its cgroup, its network. It returns the limit that ended the
+// build, if one did.
+func (j *jail) close() error {
+	var hit error
+	if j.cg != nil {
+		hit = j.cg.hit()
+	}
+	if j.stop != nil {
+		j.stop(nil)
+	}
+	if j.watchDone != nil {
+		<-j.watchDone
+	}
+	if j.cg != nil {
+		_ = j.cg.remove() // only fails if its processes outlive SIGKILL; the next start sweeps it
+		j.cg = nil
+	}
+	if j.net != nil {
+		j.net.close()
+		j.net = nil
+	}
+	return hit
+}
+
+// endLine ends the build's last line of output if it was cut short (a
+// process killed mid-line), so that what follows starts a line of its own.
+func (c *outputCap) endLine() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.midLine && !c.stopped {
+		_, _ = c.w.Write([]byte("\n"))
+		c.midLine = false
+	}
 }

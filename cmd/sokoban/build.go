@@ -28,6 +28,11 @@ type buildpackFlags struct {
 	cacheSize    sizeFlag
 	userAllow    listFlag // serve only: `sokoban build` has no users
 	userSSH      bool
+
+	// Build confinement (README "Sandbox").
+	netAllow listFlag
+	pids     int64
+	memory   sizeFlag
 }
 
 // register adds the flags; serving adds the server's own: the fetch cache
@@ -44,6 +49,10 @@ func (b *buildpackFlags) register(fs *flag.FlagSet, serving bool) {
 		fs.Var(&b.userAllow, "user-fetch-allow", "loopback, private or link-local destinations (CIDR or address, comma-separated or repeated) that users' buildpack URLs may reach; default: public addresses only")
 		fs.BoolVar(&b.userSSH, "user-fetch-ssh", false, "let users name ssh buildpack URLs (fetched with no key or agent of the server's)")
 	}
+	b.memory = 4 << 30
+	fs.Var(&b.netAllow, "build-net-allow", "private destinations sandboxed builds may reach, CIDR,... (default: none)")
+	fs.Int64Var(&b.pids, "build-pids", 4096, "processes and threads one build may run (0: no limit)")
+	fs.Var(&b.memory, "build-memory", "memory one build may use (K/M/G; 0: no limit)")
 }
 
 // builder makes the build pipeline from cfg plus these flags, and checks the
@@ -69,6 +78,13 @@ func (b *buildpackFlags) builder(cfg buildpack.Config, log *slog.Logger) (*build
 	if cfg.OutputLimit == 0 {
 		cfg.OutputLimit = -1 // 0 means no cap on the command line
 	}
+	if cfg.BuildNetAllow, err = buildpack.ParseNetAllow(b.netAllow); err != nil {
+		return nil, fmt.Errorf("--build-net-allow: %w", err)
+	}
+	if b.pids < 0 {
+		return nil, fmt.Errorf("--build-pids: %d is not a process count (0 for no limit)", b.pids)
+	}
+	cfg.BuildPids, cfg.BuildMemory = noLimit(b.pids), noLimit(int64(b.memory))
 	builder := buildpack.New(cfg)
 	switch effective, err := builder.Sandbox(); {
 	case err != nil && mode == buildpack.SandboxBwrap:
@@ -78,11 +94,44 @@ func (b *buildpackFlags) builder(cfg buildpack.Config, log *slog.Logger) (*build
 			"privileges and can read its data directory, keys and environment. Install bubblewrap (apt-get install bubblewrap), "+
 			"or pass --sandbox=none to say this is intended.", "err", err)
 	case effective == buildpack.SandboxNone:
-		log.Info("build sandbox turned off (--sandbox=none)")
+		log.Info("build sandbox turned off (--sandbox=none): builds use this host's network")
 	default:
-		log.Info("builds run in a bubblewrap sandbox")
+		switch nerr := builder.NetworkIsolation(); {
+		case nerr != nil && mode == buildpack.SandboxBwrap:
+			return nil, fmt.Errorf("--sandbox=bwrap: %w (apt-get install slirp4netns nftables)", nerr)
+		case nerr != nil:
+			log.Warn("BUILDS HAVE NO NETWORK: their network cannot be kept off this host's loopback and private networks "+
+				"here, so builds run with no network at all and buildpacks that download toolchains fail. Install slirp4netns "+
+				"and nftables (apt-get install slirp4netns nftables), or pass --sandbox=none to give builds this host's network.",
+				"err", nerr)
+		default:
+			log.Info("builds run in a bubblewrap sandbox with a network of their own", "net_allow", b.netAllow.String())
+		}
+	}
+	pids, memory, lerr := builder.Limits()
+	var unlimited []string
+	if pids == 0 && b.pids > 0 {
+		unlimited = append(unlimited, "process")
+	}
+	if memory == 0 && b.memory > 0 {
+		unlimited = append(unlimited, "memory")
+	}
+	if len(unlimited) > 0 {
+		log.Warn("BUILDS HAVE NO "+strings.ToUpper(strings.Join(unlimited, " or "))+" LIMIT: a fork bomb or a runaway "+
+			"compile can take this server down. Run it with a cgroup it may manage (the systemd unit's Delegate=yes, "+
+			"or root on cgroup v1), or pass --build-pids 0 --build-memory 0 to say this is intended.", "err", lerr)
+	} else if pids > 0 || memory > 0 {
+		log.Info("builds are limited", "processes", pids, "memory", buildpack.Limit(memory))
 	}
 	return builder, nil
+}
+
+// noLimit maps a flag's 0 (no limit) to Config's.
+func noLimit(v int64) int64 {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 // buildCmd runs the push pipeline's build on a local directory, with the same
