@@ -30,6 +30,11 @@ func untar(r io.Reader, dir string, lim extractLimits) error {
 	tr := tar.NewReader(r)
 	var total int64
 	entries := 0
+	// Directories on the way to an entry that are known to be real
+	// directories: checking each entry's parents once per entry, not per
+	// level, keeps a deep tree linear (a 1,000-deep chain otherwise costs
+	// half a million lstat calls per file).
+	dirs := map[string]bool{}
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
@@ -51,7 +56,7 @@ func untar(r io.Reader, dir string, lim extractLimits) error {
 		if entries++; lim.maxEntries > 0 && entries > lim.maxEntries {
 			return &LimitError{Reason: fmt.Sprintf("more than %d files and directories", lim.maxEntries)}
 		}
-		if err := noSymlinkParents(dir, name); err != nil {
+		if err := checkedParents(dir, name, dirs); err != nil {
 			return err
 		}
 		target := filepath.Join(dir, filepath.FromSlash(name))
@@ -166,6 +171,43 @@ func openLinkTarget(dir, link string) (*os.File, error) {
 		return nil, fmt.Errorf("%w: hard link to %q is not a file", ErrArchive, link)
 	}
 	return f, nil
+}
+
+// checkedParents is noSymlinkParents that remembers, in dirs, the parents it
+// found to be directories; untar never turns a directory into anything else
+// (replaceable refuses), so what it remembers stays true.
+func checkedParents(dir, name string, dirs map[string]bool) error {
+	parent := path.Dir(name)
+	if parent == "." || dirs[parent] {
+		return nil
+	}
+	// The nearest remembered ancestor: only the levels below it are new.
+	start := 0
+	for p := path.Dir(parent); p != "."; p = path.Dir(p) {
+		if dirs[p] {
+			start = len(p) + 1
+			break
+		}
+	}
+	cur := filepath.Join(dir, filepath.FromSlash(parent[:max(start-1, 0)]))
+	for _, part := range strings.Split(parent[start:], "/") {
+		cur = filepath.Join(cur, part)
+		st, err := os.Lstat(cur)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // created below as a directory by MkdirAll; checked again next time
+		}
+		if err != nil {
+			return err
+		}
+		if !st.IsDir() {
+			return fmt.Errorf("%w: entry %q goes through a symlink or file", ErrArchive, name)
+		}
+	}
+	dirs[parent] = true
+	for p := path.Dir(parent); p != "." && !dirs[p]; p = path.Dir(p) {
+		dirs[p] = true
+	}
+	return nil
 }
 
 // noSymlinkParents checks that no directory on the way to name is a symlink.

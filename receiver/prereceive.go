@@ -298,6 +298,9 @@ func (p *push) cancelled(out io.Writer) bool {
 // under the source limits, and git is stopped as soon as a limit is passed
 // rather than drained (a tree bomb streams gigabytes from a small pack).
 func (p *push) export(ctx context.Context, commit string, qenv []string, dir string) error {
+	if err := p.checkTree(ctx, commit, qenv); err != nil {
+		return err
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
