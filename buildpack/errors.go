@@ -23,4 +23,10 @@ var (
 	// ErrArchive: a tarball (buildpack or build cache) that is not a safe,
 	// well-formed gzip'd tar.
 	ErrArchive = errors.New("buildpack: bad archive")
+	// ErrSlugignore: a .slugignore past its bounds (size, pattern count,
+	// pattern length); the message goes on with what is wrong.
+	ErrSlugignore = errors.New("buildpack: .slugignore")
+	// ErrBuildpacksFile: a .buildpacks that cannot be used as it is (too
+	// many lines, a line too long or not printable).
+	ErrBuildpacksFile = errors.New("buildpack: .buildpacks")
 )
