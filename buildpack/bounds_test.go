@@ -415,10 +415,13 @@ func TestBadBuildpacksFileRejectsPush(t *testing.T) {
 	}
 }
 
-// printable: no control character, nothing invalid, nothing unprintable.
+// printable: valid UTF-8 with no control character or other unprintable rune.
 func printable(s string) bool {
+	if !utf8.ValidString(s) {
+		return false
+	}
 	for _, r := range s {
-		if r == utf8.RuneError || !unicode.IsPrint(r) {
+		if !unicode.IsPrint(r) {
 			return false
 		}
 	}

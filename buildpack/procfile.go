@@ -75,11 +75,11 @@ func checkProcessType(types map[string]string, name, cmd string) error {
 // quoteShort quotes the start of s for a message to the pusher: a name from
 // a push may be a megabyte long and hold escape sequences.
 func quoteShort(s string) string {
-	const max = 40
-	if len(s) <= max {
+	const keep = 40
+	if len(s) <= keep {
 		return strconv.Quote(s)
 	}
-	return strconv.Quote(strings.ToValidUTF8(s[:max], "")) + "..."
+	return strconv.Quote(strings.ToValidUTF8(s[:keep], "")) + "..."
 }
 
 // readProcfile returns the Procfile in dir, or nil when there is none.
@@ -164,7 +164,7 @@ func parseRelease(data []byte) (releaseInfo, error) {
 }
 
 // eachPair calls f with each key of mapping m and its value, refusing keys
-// that are not strings, merge keys and repeated keys.
+// that are not strings, merge keys and repeated keys, and skipping null keys.
 func eachPair(m *yaml.Node, where string, f func(key string, v *yaml.Node) error) error {
 	seen := make(map[string]bool, len(m.Content)/2)
 	for i := 0; i+1 < len(m.Content); i += 2 {
@@ -178,6 +178,9 @@ func eachPair(m *yaml.Node, where string, f func(key string, v *yaml.Node) error
 			return fmt.Errorf("line %d: %skey %s appears twice", k.Line, where, quoteShort(k.Value))
 		}
 		seen[k.Value] = true
+		if isNull(k) {
+			continue // yaml.Unmarshal drops a null key, so do we
+		}
 		if err := f(k.Value, deref(m.Content[i+1])); err != nil {
 			return err
 		}
@@ -217,7 +220,10 @@ func stringList(n *yaml.Node, name string) ([]string, error) {
 	}
 	list := make([]string, 0, len(n.Content))
 	for _, e := range n.Content {
-		s, err := scalar(deref(e), name)
+		if e = deref(e); isNull(e) {
+			continue // as yaml.Unmarshal does
+		}
+		s, err := scalar(e, name)
 		if err != nil {
 			return nil, err
 		}

@@ -129,8 +129,7 @@ func matchSegs(pat, name []string) (ok bool, steps int) {
 				continue
 			}
 			steps++
-			switch {
-			case pat[i] == "**":
+			if pat[i] == "**" {
 				// It takes this segment and may take more; at the end of
 				// the pattern it has matched.
 				next[i] = true
@@ -138,11 +137,9 @@ func matchSegs(pat, name []string) (ok bool, steps int) {
 					next[m] = true
 				}
 				alive = true
-			default:
-				if hit, err := path.Match(pat[i], seg); err == nil && hit {
-					next[i+1] = true
-					alive = true
-				}
+			} else if hit, err := path.Match(pat[i], seg); err == nil && hit {
+				next[i+1] = true
+				alive = true
 			}
 		}
 		if !alive {
