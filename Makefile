@@ -10,7 +10,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 LINT     := $(shell $(GO) env GOPATH)/bin/golangci-lint
 LINT_VERSION := v2.15.0
 
-.PHONY: all build run deps test test-only lint vet bench clean
+.PHONY: all build run deps test test-only lint vet bench fuzz clean
 
 all: build
 
@@ -55,6 +55,21 @@ bench: deps
 	@command -v /usr/sbin/sshd >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssh-server; }
 	$(GO) test -run '^$$' -bench . -benchtime 10x -timeout 30m ./bench/
+
+# Each parser of what a push sends (Procfile, .buildpacks, .slugignore,
+# bin/release YAML) fuzzed for FUZZTIME; what a fuzzer finds is written to
+# buildpack/testdata/fuzz/ and then runs with every `go test`. Minimizing
+# each new input (60s by default) took most of a short run, so it is off;
+# add -parallel 1 to FUZZFLAGS on a shared machine.
+FUZZTIME ?= 30s
+FUZZFLAGS ?= -fuzzminimizetime 1x
+FUZZ_TARGETS := FuzzParseProcfile FuzzReadBuildpacksFile FuzzSlugignore FuzzParseRelease
+
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz: $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./buildpack/ || exit 1; \
+	done
 
 clean:
 	rm -rf bin
