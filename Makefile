@@ -10,7 +10,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 LINT     := $(shell $(GO) env GOPATH)/bin/golangci-lint
 LINT_VERSION := v2.15.0
 
-.PHONY: all build run deps test test-only lint vet bench clean
+.PHONY: all build run deps test test-only lint vet bench fuzz clean
 
 all: build
 
@@ -57,6 +57,23 @@ bench: deps
 	@command -v /usr/sbin/sshd >/dev/null 2>&1 || { SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq openssh-server; }
 	$(GO) test -run '^$$' -bench . -benchtime 10x -timeout 30m ./bench/
+
+# Each parser of what a push sends (Procfile, .buildpacks, .slugignore,
+# bin/release YAML) and the terminal filter fuzzed for FUZZTIME; what a fuzzer finds goes
+# into the package's testdata/fuzz/ and then runs with every `go test`. Minimizing
+# each new input (60s by default) took most of a short run, so it is off;
+# add -parallel 1 to FUZZFLAGS on a shared machine.
+FUZZTIME ?= 30s
+FUZZFLAGS ?= -fuzzminimizetime 1x
+FUZZ_TARGETS := buildpack:FuzzParseProcfile buildpack:FuzzReadBuildpacksFile buildpack:FuzzSlugignore \
+	buildpack:FuzzParseRelease internal/termsafe:FuzzFilter
+
+fuzz:
+	@for pt in $(FUZZ_TARGETS); do \
+		pkg=$${pt%%:*}; t=$${pt##*:}; \
+		echo "fuzz: $$pkg $$t for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) ./$$pkg/ || exit 1; \
+	done
 
 clean:
 	rm -rf bin

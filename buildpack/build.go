@@ -225,14 +225,9 @@ func (b *Builder) Build(ctx context.Context, job Job) (result *Result, err error
 		Warn(out, "Push rejected, %v", procfileMessage(err))
 		return nil, err
 	}
-	n, err := applySlugignore(job.BuildDir, func(format string, args ...any) { Warn(out, format, args...) })
+	n, err := b.slugignore(ctx, job)
 	if err != nil {
-		msg := err.Error()
-		if errors.Is(err, ErrSourceFile) {
-			msg = sourceFileMessage(err)
-		}
-		Warn(out, "Push rejected, %s", msg)
-		return nil, fmt.Errorf("buildpack: %w", err)
+		return nil, err
 	}
 	if n > 0 {
 		Step(out, "Deleting %d files matching .slugignore patterns.", n)
@@ -350,6 +345,35 @@ func (b *Builder) Build(ctx context.Context, job Job) (result *Result, err error
 	return res, nil
 }
 
+// slugignore applies the source's .slugignore (SPEC E1). Its patterns are
+// the pusher's and run on the server, so they get the compile timeout and
+// stop on cancel; on failure the pusher has been told why.
+func (b *Builder) slugignore(ctx context.Context, job Job) (int, error) {
+	out := job.Output
+	data, err := readSourceFile(job.BuildDir, ".slugignore", MaxSourceFile)
+	if err != nil {
+		Warn(out, "Push rejected, %s", sourceFileMessage(err))
+		return 0, err
+	}
+	ictx, cancel := context.WithTimeout(ctx, b.cfg.CompileTimeout)
+	defer cancel()
+	n, err := applySlugignore(ictx, job.BuildDir, data, func(format string, args ...any) { Warn(out, format, args...) })
+	switch {
+	case err == nil:
+		return n, nil
+	case ctx.Err() != nil:
+		return 0, ctx.Err()
+	case ictx.Err() != nil:
+		Warn(out, "Push rejected, applying .slugignore timed out after %s; use fewer or simpler patterns.", b.cfg.CompileTimeout)
+		return 0, fmt.Errorf("%w: .slugignore after %s", ErrTimeout, b.cfg.CompileTimeout)
+	case errors.Is(err, ErrSlugignore):
+		Warn(out, "Push rejected, %s.", strings.TrimPrefix(err.Error(), "buildpack: "))
+		return 0, err
+	}
+	Warn(out, "Push rejected, %v", err)
+	return 0, fmt.Errorf("buildpack: %w", err)
+}
+
 // prepare makes the build's private directories and its jail: ENV_DIR, HOME
 // and /tmp live in WorkDir; CACHE_DIR may start missing (SPEC C6).
 func (b *Builder) prepare(job Job) (*workspace, error) {
@@ -403,7 +427,11 @@ func (b *Builder) choose(ctx context.Context, w *workspace) ([]chosen, error) {
 			Warn(out, "Push rejected, %s", sourceFileMessage(err))
 			return nil, err
 		}
-		explicit = ReadBuildpacksFile(data)
+		// Checked whole before a line of it is printed.
+		if explicit, err = ReadBuildpacksFile(data); err != nil {
+			Warn(out, "Push rejected, %s.", strings.TrimPrefix(err.Error(), "buildpack: "))
+			return nil, err
+		}
 	}
 	if len(explicit) > 0 {
 		printUsing(out, explicit)
@@ -527,7 +555,8 @@ func (b *Builder) release(ctx context.Context, w *workspace, bps []chosen) (map[
 		var stdout, stderr bytes.Buffer
 		sctx, cancel := context.WithTimeout(ctx, b.cfg.ScriptTimeout)
 		err := w.run(sctx, []string{w.jail.path(bin), w.jail.path(w.job.BuildDir)},
-			&limitedBuffer{buf: &stdout, max: 1 << 20}, &limitedBuffer{buf: &stderr, max: 4096})
+			// One byte past the bound, for parseRelease to refuse.
+			&limitedBuffer{buf: &stdout, max: maxReleaseOutput + 1}, &limitedBuffer{buf: &stderr, max: 4096})
 		timedOut := sctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if timedOut {

@@ -45,4 +45,10 @@ var (
 	ErrBuildNetwork = errors.New("buildpack: build network unavailable")
 	// ErrNetAllow: a --build-net-allow entry that is not an address or CIDR.
 	ErrNetAllow = errors.New("buildpack: bad build network allow-list entry")
+	// ErrSlugignore: a .slugignore past its bounds (size, pattern count,
+	// pattern length); the message goes on with what is wrong.
+	ErrSlugignore = errors.New("buildpack: .slugignore")
+	// ErrBuildpacksFile: a .buildpacks that cannot be used as it is (too
+	// many lines, a line too long or not printable).
+	ErrBuildpacksFile = errors.New("buildpack: .buildpacks")
 )

@@ -69,7 +69,7 @@ func TestSlugignoreDoesNotFollowSymlinks(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(f.job.BuildDir, "link")); err != nil {
 		t.Fatal(err)
 	}
-	n, err := applySlugignore(f.job.BuildDir, func(string, ...any) {})
+	n, err := applySlugignore(context.Background(), f.job.BuildDir, []byte("link\n"), func(string, ...any) {})
 	if err != nil || n != 1 {
 		t.Fatalf("applySlugignore = %d, %v", n, err)
 	}
@@ -80,7 +80,7 @@ func TestSlugignoreDoesNotFollowSymlinks(t *testing.T) {
 
 func TestIgnoreRuleMatching(t *testing.T) {
 	t.Parallel()
-	rules, _ := parseSlugignore([]byte("*.log\n/top\nmid/dir\nonly-dir/\na/**/z\n**/deep\n[ab].txt\n"))
+	rules, _, _ := parseSlugignore([]byte("*.log\n/top\nmid/dir\nonly-dir/\na/**/z\n**/deep\n[ab].txt\n"))
 	for _, tc := range []struct {
 		path  string
 		dir   bool

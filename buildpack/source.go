@@ -1,7 +1,6 @@
 package buildpack
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -17,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sokoban-deploy/sokoban/internal/proc"
 )
@@ -578,19 +579,49 @@ func lastLine(s string) string {
 	return s
 }
 
+// Bounds on a .buildpacks (issue 10): Heroku allows a handful of buildpacks
+// per app, and a URL is a short line.
+const (
+	maxBuildpacksURLs = 32
+	maxBuildpacksLine = 2 << 10 // bytes, comments included
+)
+
 // ReadBuildpacksFile parses a .buildpacks file (SPEC D4): one URL per line,
-// #ref allowed, blank lines and # comments ignored.
-func ReadBuildpacksFile(data []byte) []string {
+// #ref allowed, blank lines and # comments ignored. The URLs are echoed to
+// the pusher (and to whoever reads the build's log), so the whole file is
+// checked first: more than 32 URLs, a line longer than 2 KiB, or a URL with a
+// control character, invalid UTF-8 or another unprintable rune is refused
+// (ErrBuildpacksFile) with its line number, and nothing of the line is quoted.
+func ReadBuildpacksFile(data []byte) ([]string, error) {
 	var urls []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	n := 0
+	for raw := range bytes.Lines(data) {
+		n++
+		if len(bytes.TrimRight(raw, "\r\n")) > maxBuildpacksLine {
+			return nil, fmt.Errorf("%w line %d: longer than %s; write one URL per line", ErrBuildpacksFile, n, Limit(maxBuildpacksLine))
+		}
+		line := strings.TrimLeftFunc(string(raw), unicode.IsSpace)
+		col := len(raw) - len(line) + 1 // where line starts, for messages
+		line = strings.TrimRightFunc(line, unicode.IsSpace)
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
+		for i := 0; i < len(line); {
+			r, size := utf8.DecodeRuneInString(line[i:])
+			switch {
+			case r == utf8.RuneError && size == 1:
+				return nil, fmt.Errorf("%w line %d: column %d is not UTF-8; write the URL in plain text", ErrBuildpacksFile, n, col+i)
+			case !unicode.IsPrint(r):
+				return nil, fmt.Errorf("%w line %d: column %d holds %U, which is not printable; write the URL in plain text", ErrBuildpacksFile, n, col+i, r)
+			}
+			i += size
+		}
+		if len(urls) == maxBuildpacksURLs {
+			return nil, fmt.Errorf("%w line %d: more than %d buildpacks", ErrBuildpacksFile, n, maxBuildpacksURLs)
+		}
 		urls = append(urls, line)
 	}
-	return urls
+	return urls, nil
 }
 
 // copyTree copies a directory tree, keeping modes and symlinks (never

@@ -409,7 +409,10 @@ func TestSelectionPrecedence(t *testing.T) {
 // SPEC D4.
 func TestReadBuildpacksFile(t *testing.T) {
 	t.Parallel()
-	got := ReadBuildpacksFile([]byte("# first the runtime\nhttps://example.com/a.git#v1\n\n   \n  https://example.com/b.tgz  \n#https://example.com/off.git\nheroku/python\r\n"))
+	got, err := ReadBuildpacksFile([]byte("# first the runtime\nhttps://example.com/a.git#v1\n\n   \n  https://example.com/b.tgz  \n#https://example.com/off.git\nheroku/python\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	want := []string{"https://example.com/a.git#v1", "https://example.com/b.tgz", "heroku/python"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Fatalf("ReadBuildpacksFile = %q, want %q", got, want)
