@@ -406,7 +406,13 @@ func (b *Builder) prepare(job Job) (*workspace, error) {
 
 // run runs one buildpack script in the build directory, in the jail, with the
 // build's environment. stderr nil means with stdout.
+//
+// A step's output that ends mid-line is ended with a newline, so the
+// server's next line starts a line of its own: the pusher's terminal filter
+// ends any escape sequence a buildpack left open only at a line break, and
+// would otherwise swallow " !     Push rejected" with it.
 func (w *workspace) run(ctx context.Context, argv []string, stdout, stderr io.Writer) error {
+	defer w.out.endLine()
 	return w.jail.run(ctx, proc.Cmd{Argv: argv, Dir: w.job.BuildDir, Env: w.env, Stdout: stdout, Stderr: stderr})
 }
 

@@ -189,6 +189,10 @@ func (e *egress) pin(ctx context.Context, raw string) (string, error) {
 		if err != nil {
 			return "", permanentError{err}
 		}
+		if u.User != nil && strings.HasPrefix(lower, "git://") {
+			// git takes user@host as the whole host name and would look it up.
+			return "", permanentError{errors.New("git:// URLs take no user name")}
+		}
 		a, err := e.resolve(ctx, u.Hostname())
 		if err != nil {
 			return "", err

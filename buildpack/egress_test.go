@@ -516,4 +516,9 @@ func TestEgressPin(t *testing.T) {
 			t.Errorf("pin(%q): %v, want a refusal", in, err)
 		}
 	}
+	// git takes user@host as the host name of a git:// URL and would look
+	// up that string, unchecked.
+	if got, err := e.pin(context.Background(), "git://localhost@127.0.0.1/bp.git"); err == nil {
+		t.Errorf("pin of a git:// URL with a user name = %q", got)
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Issue 10: every byte a pusher sends is hostile. These tests are attacks a
@@ -334,4 +335,69 @@ func TestConfigAndAccessBounds(t *testing.T) {
 		t.Fatal("access:add granted an unregistered user")
 	}
 	expect(t, srv.run(alice, "access:add", "bounded", "bob@example.com"), 0, `bob@example.com may now push`, `^$`)
+}
+
+// The story: a buildpack's bin/release printed 100 MB of YAML with one key
+// repeated; gopkg.in/yaml.v3 allocates quadratically on repeated keys (15 KB
+// of output allocated 224 MB) and the server grew to 16 GB. Now the output
+// is capped and parsed with bounded memory: the push is refused and the
+// server's peak memory grows by less than 64 MiB.
+func TestHugeReleaseYAMLLeavesTheServerFlat(t *testing.T) {
+	t.Parallel()
+	bp := buildpack(t, "yamlbomb", "echo Bomb", "true",
+		`printf 'default_process_types:\n'; yes '  web: x' | head -c 100000000`)
+	srv := startServer(t, "--buildpacks", bp)
+	alice := srv.addUser("alice@example.com", false)
+	before := srv.peakRSS()
+	app := newApp(t, map[string]string{"index.html": "hi"})
+	res := srv.push(alice, app, "yamlbomb")
+	if res.code == 0 || !strings.Contains(res.stderr, "bin/release") {
+		t.Fatalf("want the release output refused, got\n%s", res)
+	}
+	srv.alive()
+	if grew := srv.peakRSS() - before; grew > 64<<10 {
+		t.Fatalf("the server's peak memory grew by %d KiB", grew)
+	}
+}
+
+// The story: a .slugignore of 14 "**/" segments against a 30-deep directory
+// pinned a core in the server for minutes, past the compile timeout and
+// after cancel, because matching backtracked over every split. Now matching
+// is linear: the push finishes and the server goes back to idle.
+func TestSlugignoreDoubleStarBombFinishes(t *testing.T) {
+	t.Parallel()
+	bp := buildpack(t, "static", "echo Static", "true", "")
+	srv := startServer(t, "--buildpacks", bp, "--compile-timeout", "2m")
+	alice := srv.addUser("alice@example.com", false)
+	deep := strings.Repeat("d/", 30) + "file.txt"
+	pattern := strings.Repeat("**/", 14) + "nomatch"
+	app := newApp(t, map[string]string{"index.html": "hi", deep: "x", ".slugignore": pattern + "\n"})
+	res := srv.push(alice, app, "globbomb")
+	if res.code != 0 {
+		t.Fatalf("push: %s", res)
+	}
+	// Idle: the server's CPU time stops growing (sampled until two readings
+	// 200ms apart differ by less than 50ms of CPU; the guard fails the test
+	// if that never happens).
+	last := srv.cpuTicks()
+	waitFor(t, "the server's CPU to return to idle", func() bool {
+		time.Sleep(200 * time.Millisecond)
+		now := srv.cpuTicks()
+		idle := now-last < 5 // ticks of 10ms
+		last = now
+		return idle
+	})
+}
+
+// cpuTicks is the server's user+system CPU time in clock ticks.
+func (s *server) cpuTicks() int64 {
+	s.t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return utime + stime
 }

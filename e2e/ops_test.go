@@ -86,6 +86,9 @@ func TestOperatingCommands(t *testing.T) {
 	// Buildpacks: a user may not name server paths.
 	expect(t, srv.run(olive, "buildpacks", "shop"), 0, `no buildpacks set`, `^$`)
 	expect(t, srv.run(olive, "buildpacks:set", "shop", "/etc"), 1, `^$`, `not a buildpack URL`)
+	// Issue 10: the URL is printed back by `buildpacks APP`; an escape
+	// sequence in it (OSC 52 writes the reader's clipboard) is refused.
+	expect(t, srv.run(olive, "buildpacks:set", "shop", "https://x.example/\x1b]52;c;aGk=\x07"), 1, `^$`, `only printable characters`)
 	expect(t, srv.run(olive, "buildpacks:set", "shop", "https://example.com/a.git#v1", "heroku/python"), 0, `1. https://example.com/a.git#v1\n2. heroku/python`, `^$`)
 	expect(t, srv.run(olive, "buildpacks", "shop", "--json"), 0, `"heroku/python"`, `^$`)
 	expect(t, srv.run(olive, "buildpacks:clear", "shop"), 0, `auto-detect again`, `^$`)

@@ -45,9 +45,10 @@ const (
 	// and checked; a push with more is refused whole, never partly checked.
 	MaxRefUpdates = 10_000
 	// maxRefBytes bounds the hook's ref lines together; maxHookRequest
-	// leaves room for JSON escaping and the environment.
-	maxRefBytes    = 8 << 20
-	maxHookRequest = 3*maxRefBytes + 1<<20
+	// leaves room for JSON escaping (a byte of a ref name that is not UTF-8
+	// becomes six) and the environment.
+	maxRefBytes    = 4 << 20
+	maxHookRequest = 6*maxRefBytes + 1<<20
 )
 
 // hookRequest is what the hook sends.
@@ -281,8 +282,11 @@ func RunHook(ctx context.Context, environ []string, stdin io.Reader, stdout, std
 		return 1
 	}
 	defer func() { _ = conn.Close() }()
-	req, _ := json.Marshal(hookRequest{Token: token, Refs: string(refs), Env: env, TooMany: tooMany})
-	if _, err := conn.Write(append(req, '\n')); err != nil {
+	var req bytes.Buffer
+	enc := json.NewEncoder(&req)
+	enc.SetEscapeHTML(false) // <, > and & are legal in ref names; keep them one byte
+	_ = enc.Encode(hookRequest{Token: token, Refs: string(refs), Env: env, TooMany: tooMany})
+	if _, err := conn.Write(req.Bytes()); err != nil {
 		fmt.Fprintf(stdout, " !     Push rejected: lost contact with the build server (%v).\n", err)
 		return 1
 	}

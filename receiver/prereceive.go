@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -80,7 +81,7 @@ func (p *push) preReceive(h hookRequest, w io.Writer, logFile io.Writer) (ok boo
 		return false
 	}
 	if h.TooMany {
-		return reject(StatusRejected, "this push updates more than %d refs; push them in smaller batches.", MaxRefUpdates)
+		return reject(StatusRejected, "this push updates more than %d refs (or %d MiB of ref names); push them in smaller batches.", MaxRefUpdates, maxRefBytes>>20)
 	}
 	updates, err := parseRefs(h.Refs)
 	if err != nil {
@@ -182,7 +183,7 @@ func (p *push) build(u refUpdate, qenv []string, hookEnv map[string]string, out 
 			return failed(StatusRejected, "source too large: "+le.Reason)
 		}
 		p.log.Error("export source", "err", err)
-		buildpack.Warn(out, "Push rejected, the pushed commit could not be read (%v).", err)
+		buildpack.Warn(out, "Push rejected, the pushed commit could not be unpacked (%s).", exportReason(err))
 		return failed(StatusFailed, "export source")
 	}
 	settings, err := r.deps.Settings.BuildSettings(ctx, p.req.User.Name, app)
@@ -366,4 +367,17 @@ func userMessage(err error) string {
 		return um.UserMessage()
 	}
 	return ""
+}
+
+// exportReason is an export failure in words for the pusher: an archive
+// error names only the entry; a filesystem error would carry the server's
+// paths, so only its cause is shown ("file name too long").
+func exportReason(err error) string {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err.Error()
+	}
+	if errors.Is(err, buildpack.ErrArchive) {
+		return strings.TrimPrefix(err.Error(), buildpack.ErrArchive.Error()+": ")
+	}
+	return "git could not read it"
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -561,6 +563,13 @@ var shortNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*/[a-z0-9][a-z0-9._-]*
 
 // userBuildpackURL refuses what a user may not choose: paths on the server.
 func userBuildpackURL(u string) error {
+	// Listings print the URL back to whoever runs `buildpacks APP`: an
+	// escape sequence in it would reach their terminal.
+	for _, r := range u {
+		if r == utf8.RuneError || !unicode.IsGraphic(r) || unicode.IsSpace(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return fmt.Errorf("a buildpack URL may hold only printable characters, no spaces or control characters")
+		}
+	}
 	base, _, _ := strings.Cut(u, "#")
 	switch {
 	case strings.HasPrefix(base, "https://"), strings.HasPrefix(base, "http://"),
