@@ -45,7 +45,7 @@ type Config struct {
 	// "" fetches every time.
 	FetchCacheDir  string
 	FetchCacheSize int64 // bound of FetchCacheDir; default 1G
-	// MaxBuildpackSize bounds what one tarball buildpack unpacks to; default 1G.
+	// MaxBuildpackSize bounds what one tarball or git buildpack unpacks to; default 1G.
 	MaxBuildpackSize int64
 	// Sandbox confines build processes (DESIGN "Sandbox"); default auto.
 	Sandbox SandboxMode

@@ -468,33 +468,131 @@ func (b *Builder) lsRemote(ctx context.Context, loc location) (string, error) {
 	return "", nil
 }
 
+// Bounds on a git buildpack's tree, measured before it is written out
+// (issue 10): the bytes are Config.MaxBuildpackSize, as for tarballs.
+const (
+	maxBuildpackEntries = 200_000
+	maxBuildpackDepth   = 128
+)
+
 // gitClone fetches repo at ref (branch, tag or commit; default: its HEAD)
-// into dst, shallowly where git allows.
-func (b *Builder) gitClone(ctx context.Context, loc location, dst string) error {
+// into dst, shallowly where git allows. The objects go into a scratch
+// repository beside dst with no checkout; the commit's tree is measured
+// (MeasureTree) and only then written out with git archive under the same
+// bounds. A checkout wrote whatever the tree held: a public repository of
+// ten identical subtrees ten levels deep, a tiny pack, filled DATA with
+// gigabytes until the fetch timed out, three times over. On failure nothing
+// is left at dst.
+func (b *Builder) gitClone(ctx context.Context, loc location, dst string) (err error) {
+	repo := dst + ".git"
+	_ = os.RemoveAll(repo)
+	defer func() { _ = os.RemoveAll(repo) }()
+	defer func() {
+		if err != nil {
+			_ = os.RemoveAll(dst)
+		}
+	}()
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
-	if loc.ref == "" {
-		_, err := b.git(ctx, "", loc, "clone", "--quiet", "--depth", "1", "--", loc.gitURL(), dst)
+	if _, err := b.git(ctx, "", loc, "init", "--quiet", "--bare", "--", repo); err != nil {
 		return err
 	}
-	if _, err := b.git(ctx, dst, loc, "init", "--quiet"); err != nil {
+	// The files exactly as committed, as a checkout had them: the tree's
+	// own .gitattributes may not drop (export-ignore) or rewrite
+	// (export-subst) any of them in the archive.
+	if err := os.MkdirAll(filepath.Join(repo, "info"), 0o755); err != nil {
 		return err
+	}
+	if err := os.WriteFile(filepath.Join(repo, "info", "attributes"), []byte("* -export-ignore -export-subst\n"), 0o644); err != nil {
+		return err
+	}
+	commit, err := b.gitFetchCommit(ctx, loc, repo)
+	if err != nil {
+		return err
+	}
+	lim := TreeLimits{MaxBytes: b.cfg.MaxBuildpackSize, MaxEntries: maxBuildpackEntries, MaxDepth: maxBuildpackDepth}
+	err = MeasureTree(ctx, proc.Cmd{
+		Argv: append(b.localGit(), "ls-tree", "-r", "-t", "-l", "-z", "--full-tree", commit),
+		Dir:  repo, Env: gitEnv(),
+	}, lim)
+	if err == nil {
+		err = b.gitArchive(ctx, repo, commit, dst, lim)
+	}
+	var le *LimitError
+	if errors.As(err, &le) {
+		return permanentError{fmt.Errorf("it unpacks to %s", le.Reason)}
+	}
+	return err
+}
+
+// gitFetchCommit fetches loc's ref into the bare repository repo and
+// returns the commit's id. Every command here may reach the network, so
+// each goes through b.git with loc's rules (the user's proxy).
+func (b *Builder) gitFetchCommit(ctx context.Context, loc location, repo string) (string, error) {
+	ref := loc.ref
+	if ref == "" {
+		ref = "HEAD"
 	}
 	// Fetching by name works for branches, tags and full commit ids (those
 	// need protocol v2 or uploadpack.allowAnySHA1InWant, which GitHub and
 	// local repositories have). An abbreviated commit id needs the history.
-	if _, err := b.git(ctx, dst, loc, "fetch", "--quiet", "--depth", "1", "--", loc.gitURL(), loc.ref); err == nil {
-		_, err = b.git(ctx, dst, loc, "checkout", "--quiet", "FETCH_HEAD")
-		return err
-	} else if !abbrevSHARE.MatchString(loc.ref) {
-		return err
+	rev := "FETCH_HEAD^{commit}"
+	if _, err := b.git(ctx, repo, loc, "fetch", "--quiet", "--no-tags", "--depth", "1", "--", loc.gitURL(), ref); err != nil {
+		if !abbrevSHARE.MatchString(loc.ref) {
+			return "", err
+		}
+		if _, err := b.git(ctx, repo, loc, "fetch", "--quiet", "--", loc.gitURL(), "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err != nil {
+			return "", err
+		}
+		rev = loc.ref + "^{commit}"
 	}
-	if _, err := b.git(ctx, dst, loc, "fetch", "--quiet", "--", loc.gitURL(), "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"); err != nil {
-		return err
+	out, err := b.git(ctx, repo, loc, "rev-parse", "--verify", "--quiet", "--end-of-options", rev)
+	if err != nil {
+		return "", permanentError{fmt.Errorf("no commit %s in the repository", ref)}
 	}
-	_, err := b.git(ctx, dst, loc, "checkout", "--quiet", loc.ref+"^{commit}")
-	return err
+	return strings.TrimSpace(out), nil
+}
+
+// localGit is the start of a git command that works on a local repository
+// only: no transport at all, so nothing it does can reach the network.
+func (b *Builder) localGit() []string {
+	return []string{b.cfg.Git, "-c", "protocol.allow=never"}
+}
+
+// gitArchive writes commit's tree into dst with git archive, unpacked under
+// lim (UntarLimited); git is stopped as soon as the unpacking fails.
+func (b *Builder) gitArchive(ctx context.Context, repo, commit, dst string, lim TreeLimits) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	var extractErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		extractErr = UntarLimited(pr, dst, lim.MaxBytes, lim.MaxEntries)
+		if extractErr != nil {
+			cancel()
+			_ = pr.CloseWithError(extractErr) // git's next write fails at once
+			return
+		}
+		_, _ = io.Copy(io.Discard, pr) // the archive's trailing padding
+	}()
+	var stderr bytes.Buffer
+	err := proc.Run(ctx, proc.Cmd{
+		Argv: append(b.localGit(), "archive", "--format=tar", commit),
+		Dir:  repo, Env: gitEnv(),
+		Stdout: pw, Stderr: &limitedBuffer{buf: &stderr, max: 4096},
+	})
+	_ = pw.CloseWithError(err)
+	<-done
+	if extractErr != nil {
+		return extractErr
+	}
+	if err != nil {
+		return fmt.Errorf("git archive: %s", lastLine(stderr.String()))
+	}
+	return nil
 }
 
 // git runs one server-side git command for a fetch of loc and returns its

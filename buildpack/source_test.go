@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -180,7 +182,7 @@ func TestFetchFailuresAndRetries(t *testing.T) {
 	f = newJob(t, nil)
 	f.job.Buildpacks = []string{fs.URL + "/no-such-repo.git"}
 	_, err = quick(Config{FetchRetries: 2}).Build(context.Background(), f.job)
-	if !errors.Is(err, ErrFetch) || !strings.Contains(f.out.String(), "could not fetch buildpack "+fs.URL+"/no-such-repo.git: git clone: ") {
+	if !errors.Is(err, ErrFetch) || !strings.Contains(f.out.String(), "could not fetch buildpack "+fs.URL+"/no-such-repo.git: git fetch: ") {
 		t.Fatalf("missing git repository: %v\n%s", err, f.out)
 	}
 }
@@ -430,5 +432,193 @@ func TestExplicitNotCompatible(t *testing.T) {
 	if !errors.Is(err, ErrNotDetected) || !strings.Contains(f.out.String(), "-----> App not compatible with buildpack: "+url+"\n") ||
 		!strings.Contains(f.out.String(), "needs a Gemfile") || strings.Contains(f.out.String(), "never") {
 		t.Fatalf("%v\n%s", err, f.out)
+	}
+}
+
+// gitIn runs git in dir with stdin and returns its output.
+func gitIn(t *testing.T, dir, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(gitEnv(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.com",
+		"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.com")
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("git %s: %v", strings.Join(args, " "), err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// treeBombRepo is a working buildpack repository whose main also holds a
+// tree of fan identical subtrees levels+1 deep over one blob of blobSize
+// bytes: fan^(levels+1) files from a pack of a few kilobytes.
+func treeBombRepo(t *testing.T, dir string, fan, levels, blobSize int) {
+	t.Helper()
+	writeFiles(t, dir, buildpackFiles("echo Bomb", "echo compiled-bomb", ""))
+	_ = os.Chmod(filepath.Join(dir, "bin", "detect"), 0o755)
+	_ = os.Chmod(filepath.Join(dir, "bin", "compile"), 0o755)
+	gitBuildpack(t, dir)
+	entry := "100644 blob " + gitIn(t, dir, strings.Repeat("x", blobSize), "hash-object", "-w", "--stdin")
+	for l := 0; l <= levels; l++ {
+		var b strings.Builder
+		for i := 0; i < fan; i++ {
+			fmt.Fprintf(&b, "%s\tf%d\n", entry, i)
+		}
+		entry = "040000 tree " + gitIn(t, dir, b.String(), "mktree")
+	}
+	root := gitIn(t, dir, entry+"\tbomb\n"+gitIn(t, dir, "", "ls-tree", "HEAD")+"\n", "mktree")
+	c := gitIn(t, dir, "", "commit-tree", root, "-p", "HEAD", "-m", "bomb")
+	gitIn(t, dir, "", "update-ref", "refs/heads/main", c)
+}
+
+// Issue 10: a git buildpack was cloned and checked out on the server with no
+// bound, where a tarball stops at MaxBuildpackSize. A user's .buildpacks
+// naming a public repository holding a tree bomb (ten identical subtrees ten
+// levels deep, a tiny pack) made the server write gigabytes into
+// DATA/buildpacks until the fetch timed out, three times over, and then
+// copy it into the build. Now the tree is measured before a file is
+// written: the push is refused with the URL and the limit, once, and
+// neither the fetch cache nor the build's directory keeps anything of it.
+// (This bomb is 10^4 files of 1 KiB against a 1M bound, so that the code
+// before the fix, which fetched it whole, finishes quickly.)
+func TestGitBuildpackTreeBombStopsAtTheLimit(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	treeBombRepo(t, filepath.Join(root, "bomb"), 10, 3, 1<<10)
+	url := gitHTTPServer(t, root) + "/bomb"
+	for _, tc := range []struct {
+		name   string
+		cached bool
+		ref    string
+	}{{"uncached", false, ""}, {"cached", true, ""}, {"cached-branch", true, "#main"}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{MaxBuildpackSize: 1 << 20}
+			if tc.cached {
+				cfg.FetchCacheDir = t.TempDir()
+			}
+			f := newJob(t, nil)
+			f.job.Buildpacks = []string{url + tc.ref}
+			_, err := quick(cfg).Build(context.Background(), f.job)
+			want := " !     Push rejected, could not fetch buildpack " + url + tc.ref + ": it unpacks to more than 1M of file contents\n"
+			if !errors.Is(err, ErrFetch) || !strings.Contains(f.out.String(), want) {
+				t.Fatalf("err = %v\n%s\nwant %q (once: not retried)", err, f.out, want)
+			}
+			left, _ := os.ReadDir(filepath.Join(f.job.WorkDir, "buildpacks"))
+			for _, e := range left {
+				t.Errorf("the build's buildpacks directory keeps %s", e.Name())
+			}
+			if tc.cached {
+				left, _ := os.ReadDir(cfg.FetchCacheDir)
+				for _, e := range left {
+					t.Errorf("the fetch cache keeps %s", e.Name())
+				}
+			}
+		})
+	}
+}
+
+// A git buildpack is written out from the commit's tree, not checked out:
+// with every ref form, through the cache and without, the build's copy and
+// the cache entry hold exactly the committed files, with their modes and
+// symlinks, untouched by the tree's own .gitattributes (export-ignore and
+// export-subst are for release archives, not for a buildpack), and no .git
+// directory: the repository git fetched into is gone.
+func TestGitBuildpackIsTheCommittedTree(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	dir := filepath.Join(root, "exact")
+	files := buildpackFiles("echo Exact", `echo compiled-$(cat "$(dirname "$0")/../VERSION")`, "")
+	files["VERSION"] = "v1"
+	files["lib/kept"] = "$Format:%H$\n"
+	files[".gitattributes"] = "lib/kept export-ignore export-subst\n"
+	writeFiles(t, dir, files)
+	_ = os.Chmod(filepath.Join(dir, "bin", "detect"), 0o755)
+	_ = os.Chmod(filepath.Join(dir, "bin", "compile"), 0o755)
+	if err := os.Symlink("kept", filepath.Join(dir, "lib", "link")); err != nil {
+		t.Fatal(err)
+	}
+	gitBuildpack(t, dir)
+	gitRun(t, dir, "tag", "-a", "v1", "-m", "v1")
+	v1 := gitRun(t, dir, "rev-parse", "HEAD")
+	writeFiles(t, dir, map[string]string{"VERSION": "v2"})
+	gitRun(t, dir, "commit", "-qam", "v2")
+	url := gitHTTPServer(t, root) + "/exact"
+
+	check := func(t *testing.T, tree, version string) {
+		t.Helper()
+		got := map[string]string{}
+		err := filepath.WalkDir(tree, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || p == tree {
+				return err
+			}
+			rel, _ := filepath.Rel(tree, p)
+			info, err := d.Info()
+			switch {
+			case err != nil:
+				return err
+			case d.IsDir():
+				got[rel] = "dir"
+			case info.Mode()&fs.ModeSymlink != 0:
+				link, _ := os.Readlink(p)
+				got[rel] = "-> " + link
+			default:
+				b, _ := os.ReadFile(p)
+				got[rel] = fmt.Sprintf("%v %s", info.Mode().Perm()&0o111 != 0, b)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{
+			"bin": "dir", "lib": "dir",
+			"bin/detect":     "true " + files["bin/detect"],
+			"bin/compile":    "true " + files["bin/compile"],
+			"VERSION":        "false " + version,
+			"lib/kept":       "false " + files["lib/kept"],
+			"lib/link":       "-> kept",
+			".gitattributes": "false " + files[".gitattributes"],
+		}
+		for name, w := range want {
+			if got[name] != w {
+				t.Errorf("%s: %s is %q, want %q", tree, name, got[name], w)
+			}
+		}
+		var extra []string
+		for name := range got {
+			if _, ok := want[name]; !ok && !strings.Contains(name, string(filepath.Separator)) {
+				extra = append(extra, name)
+			}
+		}
+		if len(extra) > 0 {
+			t.Errorf("%s also holds %v", tree, extra)
+		}
+	}
+	for _, cached := range []bool{false, true} {
+		cfg := Config{}
+		if cached {
+			cfg.FetchCacheDir = t.TempDir()
+		}
+		b := quick(cfg)
+		for _, tc := range []struct{ ref, version string }{
+			{"", "v2"}, {"#main", "v2"}, {"#v1", "v1"}, {"#" + v1, "v1"}, {"#" + v1[:10], "v1"},
+		} {
+			t.Run(fmt.Sprintf("cached=%v%s", cached, tc.ref), func(t *testing.T) {
+				f := newJob(t, nil)
+				f.job.Buildpacks = []string{url + tc.ref}
+				if _, err := b.Build(context.Background(), f.job); err != nil || !strings.Contains(f.out.String(), "compiled-"+tc.version) {
+					t.Fatalf("%v\n%s", err, f.out)
+				}
+				check(t, filepath.Join(f.job.WorkDir, "buildpacks", "0"), tc.version)
+				if left, _ := filepath.Glob(filepath.Join(f.job.WorkDir, "buildpacks", "*.git")); len(left) > 0 {
+					t.Errorf("left behind: %v", left)
+				}
+				if cached {
+					entry := filepath.Join(cfg.FetchCacheDir, fetchKey("git", url, strings.TrimPrefix(tc.ref, "#")), "tree")
+					check(t, entry, tc.version)
+				}
+			})
+		}
 	}
 }
