@@ -196,12 +196,13 @@ func TestBuildRejectsSparseSlug(t *testing.T) {
 }
 
 // cancelWriter cancels its context once it has received after bytes, and
-// fails if packing writes more than another 64 MiB after that: without a
-// context check, packing a sparse terabyte would go on for hours.
+// fails if packing writes another MiB after that (a GiB of zeros read):
+// without a context check, packing a sparse terabyte would go on for hours.
 type cancelWriter struct {
-	cancel context.CancelFunc
-	after  int64
-	n      int64
+	cancel  context.CancelFunc
+	after   int64
+	n       int64
+	overran bool // packing wrote the extra MiB after cancel
 }
 
 func (w *cancelWriter) Write(p []byte) (int, error) {
@@ -209,7 +210,8 @@ func (w *cancelWriter) Write(p []byte) (int, error) {
 	if w.n > w.after {
 		w.cancel()
 	}
-	if w.n > w.after+64<<20 {
+	if w.n > w.after+1<<20 {
+		w.overran = true
 		return 0, errors.New("packing went on after the build was cancelled")
 	}
 	return len(p), nil
@@ -229,9 +231,10 @@ func TestPackingStopsOnCancel(t *testing.T) {
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		_, err := packTar(ctx, dir, &cancelWriter{cancel: cancel, after: 1 << 20}, "./app", true, packLimits{})
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v", err)
+		w := &cancelWriter{cancel: cancel, after: 1 << 20}
+		_, err := packTar(ctx, dir, w, "./app", true, packLimits{})
+		if !errors.Is(err, context.Canceled) || w.overran {
+			t.Fatalf("err = %v, went on after cancel: %v", err, w.overran)
 		}
 	})
 	t.Run("build", func(t *testing.T) {
@@ -240,10 +243,11 @@ func TestPackingStopsOnCancel(t *testing.T) {
 		f := newJob(t, nil)
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		f.job.Slug = &cancelWriter{cancel: cancel, after: 1 << 20}
+		w := &cancelWriter{cancel: cancel, after: 1 << 20}
+		f.job.Slug = w
 		_, err := New(Config{Defaults: []string{bp}, SlugHardLimit: 1 << 40}).Build(ctx, f.job)
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("err = %v\n%s", err, f.out)
+		if !errors.Is(err, context.Canceled) || w.overran {
+			t.Fatalf("err = %v, went on after cancel: %v\n%s", err, w.overran, f.out)
 		}
 	})
 }
