@@ -2,6 +2,7 @@ package buildpack
 
 import (
 	"archive/tar"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -245,9 +246,16 @@ func copyBounded(dst io.Writer, src io.Reader, budget int64) (int64, error) {
 	return n, err
 }
 
-// PackCache writes dir (a build's CACHE_DIR) as a gzip'd tar to w, streaming.
-func PackCache(dir string, w io.Writer) error {
-	_, err := packTar(dir, w, ".", false, 0)
+// PackCache writes dir (a build's CACHE_DIR) as a gzip'd tar to w,
+// streaming. It stops with a *PackLimitError once the output passes
+// maxBytes or the files walked add up to more than filesBound(maxBytes)
+// (maxBytes <= 0: no bound), and with ctx's error when ctx ends.
+func PackCache(ctx context.Context, dir string, w io.Writer, maxBytes int64) error {
+	lim := packLimits{}
+	if maxBytes > 0 {
+		lim = packLimits{packed: maxBytes, files: filesBound(maxBytes)}
+	}
+	_, err := packTar(ctx, dir, w, ".", false, lim)
 	return err
 }
 

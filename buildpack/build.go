@@ -318,21 +318,28 @@ func (b *Builder) Build(ctx context.Context, job Job) (result *Result, err error
 
 	stage("packing")
 	Step(out, "Compressing...")
-	// Past the hard limit nothing more reaches job.Slug: the slug is measured
-	// for the message, not stored.
-	packed, err := packTar(job.BuildDir, job.Slug, "./app", true, b.cfg.SlugHardLimit)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
+	// Packing stops as soon as the slug passes the hard limit, or before a
+	// file would make the files walked add up to more than filesBound of it
+	// (a sparse file takes no disk but hours to gzip), or when the build
+	// is cancelled: past the limit the slug is refused, not measured.
+	packed, err := packTar(ctx, job.BuildDir, job.Slug, "./app", true,
+		packLimits{packed: b.cfg.SlugHardLimit, files: filesBound(b.cfg.SlugHardLimit)})
+	var le *PackLimitError
+	switch {
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.As(err, &le) && le.Files > 0:
+		Warn(out, "Compiled slug size is more than %s (max is %s): its files add up to more than %s.",
+			Limit(b.cfg.SlugHardLimit), Limit(b.cfg.SlugHardLimit), Limit(le.Files))
+		return nil, fmt.Errorf("%w: %v", ErrSlugTooLarge, err)
+	case errors.As(err, &le):
+		Warn(out, "Compiled slug size is more than %s (max is %s).", Limit(b.cfg.SlugHardLimit), Limit(b.cfg.SlugHardLimit))
+		return nil, fmt.Errorf("%w: %v", ErrSlugTooLarge, err)
+	case err != nil:
 		Warn(out, "Push rejected, the slug could not be packed.")
 		return nil, fmt.Errorf("buildpack: %w", err)
 	}
 	Detail(out, "Done: %s", Size(packed.Size))
-	if packed.Size > b.cfg.SlugHardLimit {
-		Warn(out, "Compiled slug size: %s is too large (max is %s).", Size(packed.Size), Limit(b.cfg.SlugHardLimit))
-		return nil, fmt.Errorf("%w: %s", ErrSlugTooLarge, Size(packed.Size))
-	}
 	if packed.Size > b.cfg.SlugSoftLimit {
 		Warn(out, "Warning: Your slug size (%s) exceeds the soft limit (%s), which may affect boot time.",
 			Size(packed.Size), Limit(b.cfg.SlugSoftLimit))

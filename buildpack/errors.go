@@ -5,13 +5,16 @@ import "errors"
 // Build failures. Build has already printed the user-facing lines when it returns
 // one of these; callers add their own closing line (" !     Push failed").
 var (
-	ErrFetch         = errors.New("buildpack: fetch failed")
-	ErrBroken        = errors.New("buildpack: broken buildpack")
-	ErrNotDetected   = errors.New("buildpack: no buildpack detected the app")
-	ErrCompile       = errors.New("buildpack: compile failed")
-	ErrRelease       = errors.New("buildpack: bin/release failed")
-	ErrProcfile      = errors.New("buildpack: malformed Procfile")
-	ErrSlugTooLarge  = errors.New("buildpack: slug too large")
+	ErrFetch        = errors.New("buildpack: fetch failed")
+	ErrBroken       = errors.New("buildpack: broken buildpack")
+	ErrNotDetected  = errors.New("buildpack: no buildpack detected the app")
+	ErrCompile      = errors.New("buildpack: compile failed")
+	ErrRelease      = errors.New("buildpack: bin/release failed")
+	ErrProcfile     = errors.New("buildpack: malformed Procfile")
+	ErrSlugTooLarge = errors.New("buildpack: slug too large")
+	// ErrPackTooLarge is a slug or build cache that passed its bound while
+	// being packed (see PackLimitError).
+	ErrPackTooLarge  = errors.New("buildpack: too large to pack")
 	ErrTimeout       = errors.New("buildpack: compile timed out")
 	ErrLocalNotAllow = errors.New("buildpack: local paths are only allowed in the server's configuration")
 	// ErrSandbox: bubblewrap does not work on this machine (or failed for a build).
@@ -52,3 +55,7 @@ var (
 	// many lines, a line too long or not printable).
 	ErrBuildpacksFile = errors.New("buildpack: .buildpacks")
 )
+
+// errPackedOver is countWriter's signal that the compressed output passed
+// its bound; packTar turns it into a *PackLimitError.
+var errPackedOver = errors.New("compressed output passed its bound")

@@ -4,10 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"errors"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 )
@@ -104,11 +104,11 @@ func TestIgnoreRuleMatching(t *testing.T) {
 	}
 }
 
-// SPEC B7: past the hard limit the slug is measured, not stored: the writer
-// never receives more than the limit, and the line names the real size.
+// SPEC B7: past the hard limit the slug is refused, not measured: the
+// writer never receives more than the limit, and packing stops there.
 func TestSlugHardLimitStopsStoring(t *testing.T) {
 	t.Parallel()
-	bp := writeBuildpack(t, "echo X", `head -c 300000 /dev/urandom > "$1/blob"`, "")
+	bp := writeBuildpack(t, "echo X", `head -c 200000 /dev/urandom > "$1/blob"`, "")
 	f := newJob(t, nil)
 	_, err := build(t, Config{Defaults: []string{bp}, SlugSoftLimit: 1 << 10, SlugHardLimit: 64 << 10}, f)
 	if !errors.Is(err, ErrSlugTooLarge) {
@@ -117,9 +117,139 @@ func TestSlugHardLimitStopsStoring(t *testing.T) {
 	if f.slug.Len() > 64<<10 {
 		t.Fatalf("%d bytes reached the slug writer past a 64K limit", f.slug.Len())
 	}
-	if !regexp.MustCompile(`\n !     Compiled slug size: 29\d\.\dK is too large \(max is 64K\)\.\n`).MatchString(f.out.String()) {
+	if !strings.Contains(f.out.String(), "\n !     Compiled slug size is more than 64K (max is 64K).\n") {
 		t.Fatalf("output:\n%s", f.out)
 	}
+}
+
+// Issue 10: packing went on past the hard limit "to report the size", so a
+// slug of incompressible data cost all its CPU however large it was. Now
+// the first write past the limit stops the packing: of two 1 MiB random
+// files behind a 64K limit, the second is never read.
+func TestPackTarStopsAtPackedLimit(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, name := range []string{"a", "b"} {
+		blob := make([]byte, 1<<20)
+		_, _ = rand.Read(blob)
+		if err := os.WriteFile(filepath.Join(dir, name), blob, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	res, err := packTar(context.Background(), dir, &out, "./app", true, packLimits{packed: 64 << 10})
+	var le *PackLimitError
+	if !errors.As(err, &le) || le.Packed != 64<<10 || !errors.Is(err, ErrPackTooLarge) {
+		t.Fatalf("err = %v", err)
+	}
+	if out.Len() > 64<<10 || res.Read >= 1<<20 {
+		t.Fatalf("wrote %d bytes, read %d past a 64K limit", out.Len(), res.Read)
+	}
+}
+
+// Issue 10: a buildpack that runs `truncate -s 16T "$1/x"` makes a file that
+// takes no disk; gzipping its zeros took the server 16 hours of CPU, and
+// zeros compress so well that the compressed bound alone lets ~64 MB be
+// read per 64K written. The apparent sizes are summed before any file is
+// opened: a 1T sparse file is refused with nothing of it read.
+func TestPackTarRefusesSparseFileUnread(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"small": "hello"})
+	if err := os.Truncate(sparse(t, dir, "x"), 1<<40); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	res, err := packTar(context.Background(), dir, &out, "./app", true, packLimits{packed: 64 << 10, files: 256 << 10})
+	var le *PackLimitError
+	if !errors.As(err, &le) || le.Files != 256<<10 {
+		t.Fatalf("err = %v (read %d)", err, res.Read)
+	}
+	if res.Read > int64(len("hello")) {
+		t.Fatalf("read %d bytes of a sparse file that should not be opened", res.Read)
+	}
+}
+
+// sparse creates an empty file name in dir and returns its path.
+func sparse(t *testing.T, dir, name string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// The same attack through a whole build: the push is rejected with the
+// line, before the slug writer gets anything of the sparse file.
+func TestBuildRejectsSparseSlug(t *testing.T) {
+	t.Parallel()
+	bp := writeBuildpack(t, "echo X", `truncate -s 1T "$1/x"`, "")
+	f := newJob(t, nil)
+	_, err := build(t, Config{Defaults: []string{bp}, SlugHardLimit: 64 << 10}, f)
+	if !errors.Is(err, ErrSlugTooLarge) {
+		t.Fatalf("err = %v\n%s", err, f.out)
+	}
+	if !strings.Contains(f.out.String(), "\n !     Compiled slug size is more than 64K (max is 64K): its files add up to more than 256K.\n") {
+		t.Fatalf("output:\n%s", f.out)
+	}
+}
+
+// cancelWriter cancels its context once it has received after bytes, and
+// fails if packing writes another MiB after that (a GiB of zeros read):
+// without a context check, packing a sparse terabyte would go on for hours.
+type cancelWriter struct {
+	cancel  context.CancelFunc
+	after   int64
+	n       int64
+	overran bool // packing wrote the extra MiB after cancel
+}
+
+func (w *cancelWriter) Write(p []byte) (int, error) {
+	w.n += int64(len(p))
+	if w.n > w.after {
+		w.cancel()
+	}
+	if w.n > w.after+1<<20 {
+		w.overran = true
+		return 0, errors.New("packing went on after the build was cancelled")
+	}
+	return len(p), nil
+}
+
+// Issue 10: packing took no context, so cancelling a build (or a timeout)
+// left the server gzipping whatever the buildpack left, to the end. Bounds
+// that do not stop a 1T sparse file here (a terabyte hard limit) leave
+// cancel as the only way out, in a bare packTar and in a build.
+func TestPackingStopsOnCancel(t *testing.T) {
+	t.Parallel()
+	t.Run("packTar", func(t *testing.T) {
+		t.Parallel()
+		dir := t.TempDir()
+		if err := os.Truncate(sparse(t, dir, "x"), 1<<40); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		w := &cancelWriter{cancel: cancel, after: 1 << 20}
+		_, err := packTar(ctx, dir, w, "./app", true, packLimits{})
+		if !errors.Is(err, context.Canceled) || w.overran {
+			t.Fatalf("err = %v, went on after cancel: %v", err, w.overran)
+		}
+	})
+	t.Run("build", func(t *testing.T) {
+		t.Parallel()
+		bp := writeBuildpack(t, "echo X", `truncate -s 1T "$1/x"`, "")
+		f := newJob(t, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		w := &cancelWriter{cancel: cancel, after: 1 << 20}
+		f.job.Slug = w
+		_, err := New(Config{Defaults: []string{bp}, SlugHardLimit: 1 << 40}).Build(ctx, f.job)
+		if !errors.Is(err, context.Canceled) || w.overran {
+			t.Fatalf("err = %v, went on after cancel: %v\n%s", err, w.overran, f.out)
+		}
+	})
 }
 
 // SPEC E5: the checksum is the SHA256 of exactly the bytes written (covered
@@ -156,7 +286,7 @@ func TestCacheDirPersists(t *testing.T) {
 		}
 	}
 	var stowed bytes.Buffer
-	if err := PackCache(cache, &stowed); err != nil {
+	if err := PackCache(context.Background(), cache, &stowed, 0); err != nil {
 		t.Fatal(err)
 	}
 	restored := filepath.Join(t.TempDir(), "restored")

@@ -63,24 +63,42 @@ func (p *push) restoreCache(hookEnv map[string]string, out io.Writer) string {
 	return dir
 }
 
+// defaultMaxCacheSize is Config.MaxCacheSize's default, Heroku's cache limit.
+const defaultMaxCacheSize = 1 << 30
+
 // saveCache stows the CACHE_DIR of a successful build, streaming: the tarball
 // is never held in memory or on disk. It runs after the release, so it is not
 // cut short by a pusher who leaves then; a failure only costs the next build
-// its cache.
+// its cache. A cache past MaxCacheSize is not saved and the stowed one is
+// deleted, so the next build starts empty rather than with a stale cache.
 func (p *push) saveCache(dir string, out io.Writer) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.ctx), p.r.cfg.StowTimeout)
 	defer cancel()
+	limit := p.r.cfg.MaxCacheSize
+	if limit <= 0 {
+		limit = defaultMaxCacheSize
+	}
 	pr, pw := io.Pipe()
 	var wg sync.WaitGroup
+	var packErr error
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		_ = pw.CloseWithError(buildpack.PackCache(dir, pw))
+		packErr = buildpack.PackCache(ctx, dir, pw, limit)
+		_ = pw.CloseWithError(packErr)
 	}()
 	_, err := p.r.deps.Store.Put(ctx, cacheKey(p.req.App), pr)
 	_ = pr.CloseWithError(err) // unblock the packer if stow gave up
 	wg.Wait()
-	if err != nil {
+	switch {
+	case errors.Is(packErr, buildpack.ErrPackTooLarge):
+		p.log.Warn("build cache not saved", "err", packErr, "limit", limit)
+		if err := p.r.PurgeCache(ctx, p.req.App); err != nil {
+			p.log.Warn("purge oversized cache", "err", err)
+		}
+		buildpack.Warn(out, "Warning: the build cache is larger than %s and was not saved; the next build starts without it.",
+			buildpack.Limit(limit))
+	case err != nil:
 		p.log.Warn("build cache not saved", "err", err)
 		buildpack.Warn(out, "Warning: the build cache could not be saved; the next build starts without it.")
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -134,5 +135,70 @@ func TestPushOption(t *testing.T) {
 	}
 	if _, ok := pushOption(map[string]string{"GIT_PUSH_OPTION_0": "cache=purge"}, "cache"); ok {
 		t.Error("an option without GIT_PUSH_OPTION_COUNT counted")
+	}
+}
+
+// cappedStore fails a Put once more than max bytes arrive: without a
+// cache bound, packing a sparse terabyte would stream to stow for hours.
+type cappedStore struct {
+	stow.Store
+	max int64
+}
+
+func (s cappedStore) Put(ctx context.Context, key string, r io.Reader) (stow.Info, error) {
+	return s.Store.Put(ctx, key, &capReader{r: r, left: s.max})
+}
+
+type capReader struct {
+	r    io.Reader
+	left int64
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if c.left -= int64(n); c.left < 0 {
+		return 0, errors.New("the cache packer sent past its bound")
+	}
+	return n, err
+}
+
+// Issue 10: PackCache had no bound, so a buildpack that runs
+// `truncate -s 1T "$2/x"` (a sparse file, no disk used) made every build
+// gzip a terabyte into stow, about 1 GB per TB. Past MaxCacheSize the
+// cache is not saved, the stowed one is deleted (the next build would
+// otherwise restore a stale one), the pusher gets one line, and the build
+// goes on: saveCache reports nothing else.
+func TestSaveCacheRefusesOversizedCache(t *testing.T) {
+	t.Parallel()
+	local, err := stow.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := cappedStore{Store: local, max: 1 << 20}
+	p := cachePush(t, store)
+	p.r.cfg.MaxCacheSize = 64 << 10
+	dir := p.restoreCache(nil, &bytes.Buffer{})
+	if err := os.WriteFile(filepath.Join(dir, "old"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.saveCache(dir, &bytes.Buffer{})
+	if _, _, err := local.Get(context.Background(), cacheKey("cached-app")); err != nil {
+		t.Fatalf("a small cache was not saved: %v", err)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "x"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(filepath.Join(dir, "x"), 1<<40); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	p.saveCache(dir, &out)
+	want := " !     Warning: the build cache is larger than 64K and was not saved; the next build starts without it.\n"
+	if out.String() != want {
+		t.Fatalf("output %q, want %q", out.String(), want)
+	}
+	if _, _, err := local.Get(context.Background(), cacheKey("cached-app")); !errors.Is(err, stow.ErrNotFound) {
+		t.Fatalf("the stowed cache is still there: %v", err)
 	}
 }

@@ -78,7 +78,11 @@ type Config struct {
 	ReleaseTimeout time.Duration // how long a sent release may take; default 2m
 	StowTimeout    time.Duration // how long stowing the repository may take; default 10m
 	KeepBuilds     int           // build records (and logs) kept per app; default 100
-	Logger         *slog.Logger
+	// MaxCacheSize bounds an app's stowed build cache (compressed; the
+	// files in CACHE_DIR may add up to four times as much). A larger cache
+	// is not saved and the build still succeeds. Default 1G.
+	MaxCacheSize int64
+	Logger       *slog.Logger
 	// Metrics is where the receiver registers its series (metrics.go); nil
 	// keeps them unregistered.
 	Metrics prometheus.Registerer
@@ -132,6 +136,9 @@ func New(cfg Config, deps Deps) (*Receiver, error) {
 	}
 	if cfg.StowTimeout <= 0 {
 		cfg.StowTimeout = 10 * time.Minute
+	}
+	if cfg.MaxCacheSize <= 0 {
+		cfg.MaxCacheSize = defaultMaxCacheSize
 	}
 	if cfg.KeepBuilds <= 0 {
 		cfg.KeepBuilds = 100

@@ -35,6 +35,7 @@ type serveFlags struct {
 	maxInput       sizeFlag
 	sourceLimit    sizeFlag
 	sourceFiles    int
+	cacheLimit     sizeFlag
 	autoCreate     bool
 	logFormat      string
 	logLevel       string
@@ -45,7 +46,7 @@ type serveFlags struct {
 
 func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(string) string) int {
 	fs := newFlags("serve", stderr)
-	f := serveFlags{slugSoft: 300 << 20, slugHard: 500 << 20, sourceLimit: 1 << 30}
+	f := serveFlags{slugSoft: 300 << 20, slugHard: 500 << 20, sourceLimit: 1 << 30, cacheLimit: 1 << 30}
 	f.storeFlags.register(fs)
 	f.serviceFlags.register(fs)
 	f.heroku.register(fs)
@@ -61,6 +62,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, getenv func(str
 	fs.Var(&f.slugHard, "slug-hard-limit", "slug size that rejects the push (K/M/G)")
 	fs.Var(&f.maxInput, "max-push-size", "largest pack a push may send (receive.maxInputSize, K/M/G; 0 for no limit)")
 	fs.Var(&f.sourceLimit, "source-limit", "most file contents a pushed commit may unpack to (K/M/G)")
+	fs.Var(&f.cacheLimit, "cache-limit", "largest build cache stowed per app, compressed (K/M/G); a larger one is not saved")
 	fs.IntVar(&f.sourceFiles, "source-files-limit", 100_000, "most files and directories a pushed commit may unpack to")
 	fs.BoolVar(&f.autoCreate, "auto-create", true, "let any registered user create an app by pushing to a new name")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format: text or json")
@@ -148,7 +150,7 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 	recv, err := receiver.New(receiver.Config{
 		DataDir: data, Node: f.node, Hook: []string{exe, "hook", "pre-receive"},
 		MaxInputSize: int64(f.maxInput), MaxSourceSize: int64(f.sourceLimit), MaxSourceFiles: f.sourceFiles,
-		KeepBuilds: f.keepBuilds, Logger: log, Metrics: metrics,
+		MaxCacheSize: int64(f.cacheLimit), KeepBuilds: f.keepBuilds, Logger: log, Metrics: metrics,
 		ReleaseTimeout: seams.releaseTimeout,
 	}, receiver.Deps{
 		Store: store, Leases: coord.leases, Builder: builder,
