@@ -329,11 +329,11 @@ func (b *Builder) Build(ctx context.Context, job Job) (result *Result, err error
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.As(err, &le) && le.Files > 0:
-		Warn(out, "Compiled slug size is more than %s (max is %s): its files add up to more than %s.",
+		Warn(out, "Compiled slug size: more than %s is too large (max is %s); its files add up to more than %s.",
 			Limit(b.cfg.SlugHardLimit), Limit(b.cfg.SlugHardLimit), Limit(le.Files))
 		return nil, fmt.Errorf("%w: %v", ErrSlugTooLarge, err)
 	case errors.As(err, &le):
-		Warn(out, "Compiled slug size is more than %s (max is %s).", Limit(b.cfg.SlugHardLimit), Limit(b.cfg.SlugHardLimit))
+		Warn(out, "Compiled slug size: more than %s is too large (max is %s).", Limit(b.cfg.SlugHardLimit), Limit(b.cfg.SlugHardLimit))
 		return nil, fmt.Errorf("%w: %v", ErrSlugTooLarge, err)
 	case err != nil:
 		Warn(out, "Push rejected, the slug could not be packed.")

@@ -267,7 +267,7 @@ func TestBuildSlugLimits(t *testing.T) {
 	}
 	f = newJob(t, nil)
 	_, err := build(t, Config{Defaults: []string{bp}, SlugSoftLimit: 1 << 10, SlugHardLimit: 100 << 10}, f)
-	if !errors.Is(err, ErrSlugTooLarge) || !strings.Contains(f.out.String(), "Compiled slug size is more than 100K (max is 100K).") {
+	if !errors.Is(err, ErrSlugTooLarge) || !strings.Contains(f.out.String(), "Compiled slug size: more than 100K is too large (max is 100K).") {
 		t.Fatalf("err = %v\n%s", err, f.out)
 	}
 }

@@ -117,7 +117,7 @@ func TestSlugHardLimitStopsStoring(t *testing.T) {
 	if f.slug.Len() > 64<<10 {
 		t.Fatalf("%d bytes reached the slug writer past a 64K limit", f.slug.Len())
 	}
-	if !strings.Contains(f.out.String(), "\n !     Compiled slug size is more than 64K (max is 64K).\n") {
+	if !strings.Contains(f.out.String(), "\n !     Compiled slug size: more than 64K is too large (max is 64K).\n") {
 		t.Fatalf("output:\n%s", f.out)
 	}
 }
@@ -190,7 +190,7 @@ func TestBuildRejectsSparseSlug(t *testing.T) {
 	if !errors.Is(err, ErrSlugTooLarge) {
 		t.Fatalf("err = %v\n%s", err, f.out)
 	}
-	if !strings.Contains(f.out.String(), "\n !     Compiled slug size is more than 64K (max is 64K): its files add up to more than 256K.\n") {
+	if !strings.Contains(f.out.String(), "\n !     Compiled slug size: more than 64K is too large (max is 64K); its files add up to more than 256K.\n") {
 		t.Fatalf("output:\n%s", f.out)
 	}
 }
