@@ -517,7 +517,7 @@ func (b *Builder) gitClone(ctx context.Context, loc location, dst string) (err e
 		Dir:  repo, Env: gitEnv(),
 	}, lim)
 	if err == nil {
-		err = b.gitArchive(ctx, repo, commit, dst, lim)
+		err = ArchiveTree(ctx, proc.Cmd{Argv: append(b.localGit(), "archive", "--format=tar", commit), Dir: repo, Env: gitEnv()}, dst, lim)
 	}
 	var le *LimitError
 	if errors.As(err, &le) {
@@ -558,41 +558,6 @@ func (b *Builder) gitFetchCommit(ctx context.Context, loc location, repo string)
 // only: no transport at all, so nothing it does can reach the network.
 func (b *Builder) localGit() []string {
 	return []string{b.cfg.Git, "-c", "protocol.allow=never"}
-}
-
-// gitArchive writes commit's tree into dst with git archive, unpacked under
-// lim (UntarLimited); git is stopped as soon as the unpacking fails.
-func (b *Builder) gitArchive(ctx context.Context, repo, commit, dst string, lim TreeLimits) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
-	var extractErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		extractErr = UntarLimited(pr, dst, lim.MaxBytes, lim.MaxEntries)
-		if extractErr != nil {
-			cancel()
-			_ = pr.CloseWithError(extractErr) // git's next write fails at once
-			return
-		}
-		_, _ = io.Copy(io.Discard, pr) // the archive's trailing padding
-	}()
-	var stderr bytes.Buffer
-	err := proc.Run(ctx, proc.Cmd{
-		Argv: append(b.localGit(), "archive", "--format=tar", commit),
-		Dir:  repo, Env: gitEnv(),
-		Stdout: pw, Stderr: &limitedBuffer{buf: &stderr, max: 4096},
-	})
-	_ = pw.CloseWithError(err)
-	<-done
-	if extractErr != nil {
-		return extractErr
-	}
-	if err != nil {
-		return fmt.Errorf("git archive: %s", lastLine(stderr.String()))
-	}
-	return nil
 }
 
 // git runs one server-side git command for a fetch of loc and returns its

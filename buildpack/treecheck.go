@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 
@@ -39,6 +40,41 @@ func MeasureTree(ctx context.Context, ls proc.Cmd, lim TreeLimits) error {
 	}
 	if err != nil {
 		return fmt.Errorf("git ls-tree: %s", lastLine(stderr.String()))
+	}
+	return nil
+}
+
+// ArchiveTree runs archive, a `git archive --format=tar <commit>` (its
+// Stdout and Stderr are set here), and unpacks its output into dst under
+// lim's bytes and entries (UntarLimited). git is stopped as soon as the
+// unpacking fails rather than drained: past a limit it may have gigabytes
+// left to write. Measure the tree with MeasureTree first.
+func ArchiveTree(ctx context.Context, archive proc.Cmd, dst string, lim TreeLimits) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pr, pw := io.Pipe()
+	var extractErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		extractErr = UntarLimited(pr, dst, lim.MaxBytes, lim.MaxEntries)
+		if extractErr != nil {
+			cancel()
+			_ = pr.CloseWithError(extractErr) // git's next write fails at once
+			return
+		}
+		_, _ = io.Copy(io.Discard, pr) // the archive's trailing padding
+	}()
+	var stderr bytes.Buffer
+	archive.Stdout, archive.Stderr = pw, &limitedBuffer{buf: &stderr, max: 4096}
+	err := proc.Run(ctx, archive)
+	_ = pw.CloseWithError(err)
+	<-done
+	if extractErr != nil {
+		return extractErr
+	}
+	if err != nil {
+		return fmt.Errorf("git archive: %s", lastLine(stderr.String()))
 	}
 	return nil
 }

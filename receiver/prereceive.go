@@ -295,44 +295,20 @@ func (p *push) cancelled(out io.Writer) bool {
 }
 
 // export writes the pushed commit's tree into dir with `git archive`, reading
-// the quarantined objects (SPEC A3). The tree is the pusher's: it is unpacked
-// under the source limits, and git is stopped as soon as a limit is passed
-// rather than drained (a tree bomb streams gigabytes from a small pack).
+// the quarantined objects (SPEC A3). The tree is the pusher's: it is measured
+// and then unpacked under the source limits.
 func (p *push) export(ctx context.Context, commit string, qenv []string, dir string) error {
-	if err := p.checkTree(ctx, commit, qenv); err != nil {
+	lim := p.sourceLimits()
+	if err := buildpack.MeasureTree(ctx, proc.Cmd{
+		Argv: []string{p.r.cfg.Git, "ls-tree", "-r", "-t", "-l", "-z", "--full-tree", commit},
+		Dir:  p.repoDir, Env: gitEnv(qenv),
+	}, lim); err != nil {
 		return err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	pr, pw := io.Pipe()
-	var extractErr error
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		extractErr = buildpack.UntarLimited(pr, dir, p.r.cfg.MaxSourceSize, p.r.cfg.MaxSourceFiles)
-		if extractErr != nil {
-			cancel()
-			_ = pr.CloseWithError(extractErr) // git's next write fails at once
-			return
-		}
-		_, _ = io.Copy(io.Discard, pr) // trailing padding after the end of the archive
-	}()
-	var stderr strings.Builder
-	err := proc.Run(ctx, proc.Cmd{
-		Argv:   []string{p.r.cfg.Git, "archive", "--format=tar", commit},
-		Dir:    p.repoDir,
-		Env:    gitEnv(qenv),
-		Stdout: pw, Stderr: &limitWriter{w: &stderr, n: 4096},
-	})
-	_ = pw.CloseWithError(err)
-	<-done
-	if extractErr != nil {
-		return extractErr
-	}
-	if err != nil {
-		return fmt.Errorf("git archive: %s", lastLine(stderr.String()))
-	}
-	return nil
+	return buildpack.ArchiveTree(ctx, proc.Cmd{
+		Argv: []string{p.r.cfg.Git, "archive", "--format=tar", commit},
+		Dir:  p.repoDir, Env: gitEnv(qenv),
+	}, dir, lim)
 }
 
 // builtBefore returns the version that last released commit, or 0 (SPEC A8).
