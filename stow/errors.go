@@ -15,3 +15,8 @@ var ErrCorrupt = errors.New("stow: object truncated or corrupt")
 // ErrBadURL is returned for a store location (s3://BUCKET/PREFIX, an S3
 // endpoint) that cannot be used.
 var ErrBadURL = errors.New("stow: invalid store URL")
+
+// ErrConflict is returned by a conditional write (Create, Swap) whose
+// precondition no longer held: another writer got there first. Nothing was
+// written.
+var ErrConflict = errors.New("stow: conditional write lost a race")

@@ -46,6 +46,44 @@ func (l *Local) path(key string) (string, error) {
 
 // Put implements Store.
 func (l *Local) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
+	return l.write(ctx, key, r, func(tmp, p string) error { return os.Rename(tmp, p) })
+}
+
+// Create implements Store. The new object is hard-linked into place, which
+// fails atomically when the name exists, also against another process.
+func (l *Local) Create(ctx context.Context, key string, r io.Reader) (Info, error) {
+	return l.write(ctx, key, r, func(tmp, p string) error {
+		if err := os.Link(tmp, p); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("%w: %s exists", ErrConflict, key)
+			}
+			return err
+		}
+		return os.Remove(tmp)
+	})
+}
+
+// Swap implements Store. The ETag is compared and the new object renamed into
+// place under an exclusive flock on the object's directory, which every
+// writer of that directory takes, so no other write lands in between.
+func (l *Local) Swap(ctx context.Context, key string, r io.Reader, etag string) (Info, error) {
+	return l.write(ctx, key, r, func(tmp, p string) error {
+		st, err := os.Stat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("%w: %s is gone", ErrConflict, key)
+		case err != nil:
+			return err
+		case st.IsDir() || info(key, st).ETag != etag:
+			return fmt.Errorf("%w: %s changed", ErrConflict, key)
+		}
+		return os.Rename(tmp, p)
+	})
+}
+
+// write stores r in a temporary file next to key's, fsyncs it, then lets
+// commit move it into place while holding the directory's lock.
+func (l *Local) write(ctx context.Context, key string, r io.Reader, commit func(tmp, p string) error) (Info, error) {
 	p, err := l.path(key)
 	if err != nil {
 		return Info{}, err
@@ -61,12 +99,9 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader) (Info, error) 
 	if err != nil {
 		return Info{}, fmt.Errorf("stow: put %s: %w", key, err)
 	}
-	committed := false
 	defer func() {
-		if !committed {
-			_ = f.Close()
-			_ = os.Remove(tmp)
-		}
+		_ = f.Close()
+		_ = os.Remove(tmp) // gone already once committed
 	}()
 	if _, err := io.Copy(f, ctxReader{ctx, r}); err != nil {
 		return Info{}, fmt.Errorf("stow: put %s: %w", key, err)
@@ -77,12 +112,27 @@ func (l *Local) Put(ctx context.Context, key string, r io.Reader) (Info, error) 
 	if err := f.Close(); err != nil {
 		return Info{}, fmt.Errorf("stow: put %s: %w", key, err)
 	}
-	if err := os.Rename(tmp, p); err != nil {
+	if err := ctx.Err(); err != nil {
 		return Info{}, fmt.Errorf("stow: put %s: %w", key, err)
 	}
-	committed = true
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return Info{}, fmt.Errorf("stow: put %s: %w", key, err)
+	}
+	err = commit(tmp, p)
+	var st fs.FileInfo
+	if err == nil {
+		st, err = os.Stat(p)
+	}
+	unlock()
+	if err != nil {
+		if errors.Is(err, ErrConflict) {
+			return Info{}, fmt.Errorf("stow: %w", err)
+		}
+		return Info{}, fmt.Errorf("stow: put %s: %w", key, err)
+	}
 	syncDir(dir)
-	return l.Stat(ctx, key)
+	return info(key, st), nil
 }
 
 // Get implements Store.
@@ -129,6 +179,14 @@ func (l *Local) Delete(_ context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	unlock, err := lockDir(filepath.Dir(p))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("stow: delete %s: %w", key, err)
+	}
+	defer unlock()
 	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("stow: delete %s: %w", key, err)
 	}

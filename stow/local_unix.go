@@ -2,6 +2,7 @@ package stow
 
 import (
 	"io/fs"
+	"os"
 	"strconv"
 	"syscall"
 )
@@ -15,4 +16,28 @@ func inode(st fs.FileInfo) string {
 		return "-" + strconv.FormatUint(s.Ino, 36)
 	}
 	return ""
+}
+
+// lockDir takes an exclusive flock on dir, the lock every writer of the
+// directory's objects holds while it moves one into place. flock works
+// between processes too, so two nodes sharing a data directory are covered.
+func lockDir(dir string) (unlock func(), err error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		err = syscall.Flock(int(d.Fd()), syscall.LOCK_EX)
+		if err != syscall.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		_ = d.Close()
+		return nil, err
+	}
+	return func() {
+		_ = syscall.Flock(int(d.Fd()), syscall.LOCK_UN)
+		_ = d.Close()
+	}, nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/logging"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
 const (
@@ -268,6 +269,75 @@ func (s *S3) Put(ctx context.Context, key string, r io.Reader) (Info, error) {
 		return Info{Key: key, Size: src.n, ModTime: time.Now(), ETag: trimETag(out.ETag)}, nil
 	}
 	return info, nil
+}
+
+// Create implements Store with a PUT carrying If-None-Match: *.
+func (s *S3) Create(ctx context.Context, key string, r io.Reader) (Info, error) {
+	return s.putIf(ctx, key, r, func(in *s3.PutObjectInput) { in.IfNoneMatch = aws.String("*") })
+}
+
+// Swap implements Store with a PUT carrying If-Match: ETAG.
+func (s *S3) Swap(ctx context.Context, key string, r io.Reader, etag string) (Info, error) {
+	if etag == "" {
+		return Info{}, fmt.Errorf("stow: swap %s: %w: no ETag to compare", key, ErrConflict)
+	}
+	return s.putIf(ctx, key, r, func(in *s3.PutObjectInput) { in.IfMatch = aws.String(`"` + etag + `"`) })
+}
+
+// putIf is a conditional single PUT. Conditional writes hold records, not
+// bulk data: an object of a part size or more is refused rather than sent as
+// a multipart upload (whose completion would need the condition instead).
+func (s *S3) putIf(ctx context.Context, key string, r io.Reader, cond func(*s3.PutObjectInput)) (Info, error) {
+	if err := CheckKey(key); err != nil {
+		return Info{}, err
+	}
+	body, err := io.ReadAll(io.LimitReader(ctxReader{ctx, r}, s.partSize))
+	if err != nil {
+		return Info{}, fmt.Errorf("stow: put %s: %w", key, err)
+	}
+	if int64(len(body)) >= s.partSize {
+		return Info{}, fmt.Errorf("stow: put %s: conditional writes are limited to objects under %d bytes", key, s.partSize)
+	}
+	sum := sha256.Sum256(body)
+	in := &s3.PutObjectInput{
+		Bucket:        aws.String(s.bucket),
+		Key:           aws.String(s.prefix + key),
+		Body:          bytes.NewReader(body),
+		ContentLength: aws.Int64(int64(len(body))),
+		Metadata:      map[string]string{sha256Meta: hex.EncodeToString(sum[:])},
+	}
+	cond(in)
+	out, err := s.client.PutObject(ctx, in)
+	if err != nil {
+		if isConflict(err) {
+			return Info{}, fmt.Errorf("stow: put %s: %w", key, ErrConflict)
+		}
+		return Info{}, fmt.Errorf("stow: put %s: %w", key, err)
+	}
+	return Info{Key: key, Size: int64(len(body)), ModTime: time.Now(), ETag: trimETag(out.ETag)}, nil
+}
+
+// isConflict reports a failed precondition: 412 PreconditionFailed, 409
+// ConditionalRequestConflict (AWS, when another conditional write to the key
+// is in flight), or 404 on If-Match of a key that is gone.
+func isConflict(err error) bool {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "NotFound":
+			return true
+		case "NoSuchBucket":
+			return false
+		}
+	}
+	var re *smithyhttp.ResponseError
+	if errors.As(err, &re) {
+		switch re.HTTPStatusCode() {
+		case http.StatusPreconditionFailed, http.StatusConflict, http.StatusNotFound:
+			return true
+		}
+	}
+	return false
 }
 
 // Get implements Store. The body streams from S3; reading it to EOF checks that

@@ -21,8 +21,19 @@ type Info struct {
 
 // Store is the blob store every backend implements. Put is atomic: a reader sees
 // either the old object or the whole new one, never a part.
+//
+// Create and Swap are the conditional writes that state shared across nodes
+// is built on (DESIGN rule 8): a writer that lost a race gets ErrConflict and
+// has changed nothing, so it can re-read and try again, or give up.
 type Store interface {
 	Put(ctx context.Context, key string, r io.Reader) (Info, error)
+	// Create stores r under key only if no object is there; otherwise it
+	// writes nothing and returns an error wrapping ErrConflict.
+	Create(ctx context.Context, key string, r io.Reader) (Info, error)
+	// Swap replaces the object under key only if its ETag is still etag;
+	// when it changed or is gone, it writes nothing and returns an error
+	// wrapping ErrConflict.
+	Swap(ctx context.Context, key string, r io.Reader, etag string) (Info, error)
 	Get(ctx context.Context, key string) (io.ReadCloser, Info, error)
 	Stat(ctx context.Context, key string) (Info, error)
 	Delete(ctx context.Context, key string) error
