@@ -166,7 +166,7 @@ func newPushRig(t *testing.T) *pushRig {
 // push runs `git push` of main from work to app through ReceivePack and
 // returns what the pusher saw (git's stderr, with the hook's remote: lines,
 // and the server's own stderr lines) and both exit statuses.
-func (rig *pushRig) push(app, work string) (out string, gitErr error, code int) {
+func (rig *pushRig) push(app, work string) (out string, code int, gitErr error) {
 	t := rig.t
 	t.Helper()
 	_ = os.Remove(rig.sock)
@@ -200,7 +200,7 @@ func (rig *pushRig) push(app, work string) (out string, gitErr error, code int) 
 	case <-time.After(time.Minute):
 		t.Fatal("ReceivePack did not return after git push ended")
 	}
-	return gitOut.String() + serverErr.String(), gitErr, code
+	return gitOut.String() + serverErr.String(), code, gitErr
 }
 
 // records are app's build records, oldest first.
@@ -240,7 +240,7 @@ func TestPushSupersededReleaseWritesNothing(t *testing.T) {
 		}
 	}
 	work := workRepo(t)
-	out, gitErr, code := rig.push("shop", work)
+	out, code, gitErr := rig.push("shop", work)
 	if gitErr == nil || code == 0 {
 		t.Fatalf("the superseded push succeeded (git %v, exit %d):\n%s", gitErr, code, out)
 	}
@@ -273,7 +273,7 @@ func TestPushStowSupersededKeepsNewerRepository(t *testing.T) {
 	t.Parallel()
 	rig := newPushRig(t)
 	work := workRepo(t)
-	if out, gitErr, code := rig.push("shop", work); gitErr != nil || code != 0 {
+	if out, code, gitErr := rig.push("shop", work); gitErr != nil || code != 0 {
 		t.Fatalf("first push: git %v, exit %d:\n%s", gitErr, code, out)
 	}
 	var newer manifest
@@ -294,7 +294,7 @@ func TestPushStowSupersededKeepsNewerRepository(t *testing.T) {
 		}
 	}
 	commitFile(t, work, "b.txt", []byte("b\n"))
-	out, gitErr, code := rig.push("shop", work)
+	out, code, gitErr := rig.push("shop", work)
 	got, err := rig.r.repos.readManifest(context.Background(), "shop")
 	if err != nil || got == nil || got.ID != "another-push" {
 		t.Fatalf("stowed manifest %+v, %v; want the other push's", got, err)
