@@ -59,7 +59,7 @@ func isDeployBranch(ref string) bool {
 // "remote:" lines as it is written (SPEC A2).
 func (p *push) preReceive(h hookRequest, w io.Writer, logFile io.Writer) (ok bool) {
 	p.mu.Lock()
-	p.hookRunning = true
+	p.phase = hookRunning
 	p.mu.Unlock()
 	defer close(p.hookDone)
 	out := newOutput(w, io.MultiWriter(logFile, p.running.Output()), p.r.cfg.Heartbeat, p.currentStage)
@@ -71,7 +71,10 @@ func (p *push) preReceive(h hookRequest, w io.Writer, logFile io.Writer) (ok boo
 			ok = false
 		}
 		p.mu.Lock()
-		p.verdict = &ok
+		p.verdict = rejected
+		if ok {
+			p.verdict = accepted
+		}
 		p.mu.Unlock()
 	}()
 	reject := func(status, format string, args ...any) bool {
@@ -248,7 +251,7 @@ func (p *push) build(u refUpdate, qenv []string, hookEnv map[string]string, out 
 		_ = r.deps.Store.Delete(context.WithoutCancel(ctx), slugKey)
 		return p.cancelled(out)
 	}
-	p.releaseSent = true
+	p.phase = releaseSent
 	p.mu.Unlock()
 	p.setStage("releasing")
 	buildpack.Step(out, "Launching...")
@@ -258,7 +261,19 @@ func (p *push) build(u refUpdate, qenv []string, hookEnv map[string]string, out 
 		BuildID: p.id, Slug: slugKey, SlugSize: res.Slug.Size, Checksum: res.Slug.Checksum,
 		Commit: u.new, ProcessTypes: res.ProcessTypes, Buildpacks: res.Buildpacks, Stack: res.Stack,
 		User: p.req.User.Name, Description: "Deploy " + u.new[:7], BuildpackDescription: res.Description(),
+		Base: p.baseVersion,
 	})
+	if se, ok := errors.AsType[*release.SupersededError](err); ok {
+		// Fencing's last word (DESIGN rule 8): the version this push was to
+		// write exists, so it was paused past its lease and another push
+		// released meanwhile. Its slug will never be current.
+		p.log.Error("release superseded", "err", err)
+		_ = r.deps.Store.Delete(context.WithoutCancel(ctx), slugKey)
+		buildpack.Warn(out, "Push rejected, nothing was released: "+MsgReleaseSuperseded, se.Version)
+		buildpack.Warn(out, "Push failed")
+		p.finish(StatusFailed, "superseded: "+err.Error())
+		return false
+	}
 	if err != nil {
 		// SPEC F12: the slug stays stowed, but is not current.
 		p.log.Error("release failed", "err", err)
@@ -312,34 +327,22 @@ func (p *push) export(ctx context.Context, commit string, qenv []string, dir str
 }
 
 // builtBefore returns the version that last released commit, or 0 (SPEC A8).
+// The note is a courtesy: a failed look-up only drops it.
 func (p *push) builtBefore(commit string) int {
-	lister, ok := p.r.deps.Releaser.(interface {
-		List(ctx context.Context, app string) ([]release.Release, error)
-	})
-	if !ok {
-		return 0
-	}
 	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
 	defer cancel()
-	list, err := lister.List(ctx, p.req.App)
+	v, err := p.r.deps.Releaser.ReleasedCommit(ctx, p.req.App, commit)
 	if err != nil {
+		p.log.Info("look up earlier releases of the commit", "err", err)
 		return 0
 	}
-	for _, rel := range list {
-		if rel.Commit == commit {
-			return rel.Version
-		}
-	}
-	return 0
+	return v
 }
 
 // userMessage is the line for the pusher that err carries (Heroku mode's
 // errors do: the API's own words), or "".
 func userMessage(err error) string {
-	if um, ok := errors.AsType[interface {
-		error
-		UserMessage() string
-	}](err); ok {
+	if um, ok := errors.AsType[UserError](err); ok {
 		return um.UserMessage()
 	}
 	return ""

@@ -33,12 +33,31 @@ type Builder interface {
 }
 
 // Releaser creates releases (release.Local, or the Heroku Platform API).
+// Its errors may carry a line for the pusher (UserError).
 type Releaser interface {
+	// Current is the app's current release, or release.ErrNoRelease: its
+	// version, read when the push starts under its lease, is the Base of
+	// the release the push creates.
+	Current(ctx context.Context, app string) (release.Release, error)
+	// Create releases req. A releaser that can tell (the local one) refuses
+	// a request whose Base is no longer current with release.ErrSuperseded
+	// and writes nothing.
 	Create(ctx context.Context, app string, req release.Request) (release.Release, error)
+	// ReleasedCommit is the newest version that released commit, 0 when none
+	// or not known (SPEC A8's note). It must not read the whole history.
+	ReleasedCommit(ctx context.Context, app, commit string) (int, error)
+}
+
+// UserError is an error from a collaborator (Releaser, Settings) that carries
+// its own line for the pusher, such as Heroku mode's API message.
+type UserError interface {
+	error
+	UserMessage() string
 }
 
 // Settings supplies an app's config vars and buildpack setting for a build by
-// user (Heroku mode reads them with that user's credentials).
+// user (Heroku mode reads them with that user's credentials). Its errors may
+// carry a line for the pusher (UserError).
 type Settings interface {
 	BuildSettings(ctx context.Context, user, app string) (release.Settings, error)
 }
@@ -51,6 +70,10 @@ type Access interface {
 	MayCreate(ctx context.Context, u keys.User, app string) (bool, error)
 	// Claim makes u the owner of app if it has none yet.
 	Claim(ctx context.Context, u keys.User, app string) error
+	// NoAccessMessage is what a user without access to app is told ("no
+	// such app: APP" locally; Heroku mode cannot tell a missing app from a
+	// hidden one and says so).
+	NoAccessMessage(app string) string
 }
 
 // mayPush is the push decision: collaborator access, or creating a new app.

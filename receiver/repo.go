@@ -54,6 +54,10 @@ type manifest struct {
 	Bundle string `json:"bundle,omitempty"`
 	SHA256 string `json:"sha256,omitempty"`
 	Size   int64  `json:"size,omitempty"`
+
+	// etag is the stored object's version as read: the next manifest is
+	// swapped in only if the stowed one is still this one.
+	etag string
 }
 
 // bundleRef is one stowed bundle of a chain.
@@ -239,7 +243,8 @@ func (r *repos) initBare(ctx context.Context, dir string) error {
 
 func (r *repos) readManifest(ctx context.Context, app string) (*manifest, error) {
 	var m manifest
-	if _, err := stow.GetJSON(ctx, r.stow, manifestKey(app), &m); err != nil {
+	info, err := stow.GetJSON(ctx, r.stow, manifestKey(app), &m)
+	if err != nil {
 		if errors.Is(err, stow.ErrNotFound) {
 			return nil, nil
 		}
@@ -252,6 +257,7 @@ func (r *repos) readManifest(ctx context.Context, app string) (*manifest, error)
 		m.Bundles = []bundleRef{{Key: m.Bundle, Generation: m.Generation, Size: m.Size, SHA256: m.SHA256}}
 	}
 	m.Bundle, m.SHA256, m.Size = "", "", 0
+	m.etag = info.ETag
 	if err := checkManifest(app, &m); err != nil {
 		return nil, err
 	}

@@ -24,14 +24,18 @@ import (
 const maxChain = 20
 
 // errStowChanged means the stowed repository is no longer the one the push
-// started from: another writer got there (the lease should prevent it).
+// started from: another push stowed since (the lease should prevent it; the
+// conditional write makes sure).
 var errStowChanged = errors.New("receiver: the stowed repository changed while this push ran")
 
 // save stows the repository at dir as the generation after base: an
 // incremental bundle with what the push added, or a full one when there is no
 // chain yet or it is due for compaction. leaseGen is recorded for operators;
 // fence, when set, is asked right before the manifest is written whether this
-// push still holds the app's lease (DESIGN rule 8).
+// push still holds the app's lease (DESIGN rule 8). The manifest itself is
+// written only if the stowed one is still base (created only if there was
+// none), so a writer paused between that check and the write cannot replace
+// a newer push's repository: it gets errStowChanged and leaves no bundle.
 func (r *repos) save(ctx context.Context, app, dir string, base *manifest, leaseGen int64, fence func(context.Context) error) error {
 	cur, err := r.readManifest(ctx, app)
 	if err != nil {
@@ -74,7 +78,18 @@ func (r *repos) save(ctx context.Context, app, dir string, base *manifest, lease
 			return fmt.Errorf("receiver: stow repository: %w", err)
 		}
 	}
-	if _, err := stow.PutJSON(ctx, r.stow, manifestKey(app), next); err != nil {
+	if base != nil {
+		_, err = stow.SwapJSON(ctx, r.stow, manifestKey(app), next, base.etag)
+	} else {
+		_, err = stow.CreateJSON(ctx, r.stow, manifestKey(app), next)
+	}
+	if errors.Is(err, stow.ErrConflict) {
+		if uploaded != "" {
+			_ = r.stow.Delete(context.WithoutCancel(ctx), uploaded)
+		}
+		return fmt.Errorf("%w (this push started from generation %d): %v", errStowChanged, base.gen(), err)
+	}
+	if err != nil {
 		// The bundle stays: the manifest may have landed after all.
 		return fmt.Errorf("receiver: stow repository manifest: %w", err)
 	}

@@ -3,7 +3,10 @@ package release
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sokoban-deploy/sokoban/stow"
@@ -21,7 +24,7 @@ func TestLocalVersionsAndCurrent(t *testing.T) {
 		t.Fatalf("Current on a new app = %v", err)
 	}
 	for i := 1; i <= 11; i++ {
-		rel, err := l.Create(ctx, "web", Request{Commit: "0123456789abcdef", ProcessTypes: map[string]string{"web": "x"}, User: "alice"})
+		rel, err := l.Create(ctx, "web", Request{Base: i - 1, Commit: "0123456789abcdef", ProcessTypes: map[string]string{"web": "x"}, User: "alice"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,5 +81,137 @@ func TestLocalSettingsBoundConfig(t *testing.T) {
 	got, err := s.Get(ctx, "app")
 	if err != nil || len(got.Config) != 1 {
 		t.Fatalf("after the refused write: %v, %v", got.Config, err)
+	}
+}
+
+// Issue 11 item 2: two pushes that both started from v0 race to release (node
+// A paused past its lease while node B took it over and built). Release
+// versions are create-only, so exactly one becomes v1, the other gets
+// ErrSuperseded, and the store holds one v1 — never one overwriting the other.
+func TestLocalCreateRaceOneWins(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	for round := range 20 {
+		app := fmt.Sprintf("app%d", round)
+		var wg sync.WaitGroup
+		errs := make([]error, 2)
+		for i := range 2 {
+			// Two nodes: two store handles on one directory.
+			s, err := stow.NewLocal(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = NewLocal(s).Create(ctx, app, Request{User: fmt.Sprint("node", i)})
+			}()
+		}
+		wg.Wait()
+		won := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				won++
+			case !errors.Is(err, ErrSuperseded):
+				t.Fatalf("%s: loser's error %v, want ErrSuperseded", app, err)
+			}
+		}
+		s, _ := stow.NewLocal(dir)
+		list, err := NewLocal(s).List(ctx, app)
+		if won != 1 || err != nil || len(list) != 1 || list[0].Version != 1 {
+			t.Fatalf("%s: %d winners, releases %+v, %v", app, won, list, err)
+		}
+	}
+}
+
+// racingStore lets another writer create a key right before this one does:
+// the pause between reading the current version and writing the next.
+type racingStore struct {
+	stow.Store
+	before func(key string)
+}
+
+func (s racingStore) Create(ctx context.Context, key string, r io.Reader) (stow.Info, error) {
+	if s.before != nil {
+		s.before(key)
+	}
+	return s.Store.Create(ctx, key, r)
+}
+
+// A release whose Base is stale writes nothing, whether the newer release
+// was there when it looked or landed between its look and its write.
+func TestLocalCreateStaleBaseWritesNothing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := stow.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := NewLocal(s)
+	if _, err := other.Create(ctx, "web", Request{User: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	l := NewLocal(s)
+	_, err = l.Create(ctx, "web", Request{Base: 0, User: "alice"})
+	if se, ok := errors.AsType[*SupersededError](err); !ok || se.Version != 1 || !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("stale Base: %v", err)
+	}
+	// The newer release lands after this writer read v1 as current.
+	raced := NewLocal(racingStore{Store: s, before: func(key string) {
+		if strings.HasSuffix(key, "/v00000002.json") {
+			if _, err := other.Create(ctx, "web", Request{Base: 1, User: "bob"}); err != nil {
+				t.Error(err)
+			}
+		}
+	}})
+	_, err = raced.Create(ctx, "web", Request{Base: 1, User: "alice"})
+	if !errors.Is(err, ErrSuperseded) {
+		t.Fatalf("raced create: %v", err)
+	}
+	list, err := l.List(ctx, "web")
+	if err != nil || len(list) != 2 {
+		t.Fatalf("releases %+v %v", list, err)
+	}
+	for _, rel := range list {
+		if rel.User != "bob" {
+			t.Fatalf("the superseded writer wrote %+v", rel)
+		}
+	}
+}
+
+// Issue 11 item 8: Current and ReleasedCommit read the pointer and the
+// commit marker, not the history; a pointer left behind by a crash between
+// the create and its update is rolled forward.
+func TestLocalCurrentRollsForward(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s, err := stow.NewLocal(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := NewLocal(s)
+	commit := strings.Repeat("ab", 20)
+	for base := range 3 {
+		if _, err := l.Create(ctx, "web", Request{Base: base, Commit: commit}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// As if the node died right after creating v3: the pointer says v1.
+	if _, err := stow.PutJSON(ctx, s, pointerKey("web"), marker{Version: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if cur, err := l.Current(ctx, "web"); err != nil || cur.Version != 3 || !cur.Current {
+		t.Fatalf("Current = %+v, %v", cur, err)
+	}
+	if _, err := l.Create(ctx, "web", Request{Base: 3}); err != nil {
+		t.Fatalf("create after a stale pointer: %v", err)
+	}
+	if v, err := l.ReleasedCommit(ctx, "web", commit); err != nil || v != 3 {
+		t.Fatalf("ReleasedCommit = %d, %v", v, err)
+	}
+	if v, err := l.ReleasedCommit(ctx, "web", strings.Repeat("cd", 20)); err != nil || v != 0 {
+		t.Fatalf("ReleasedCommit of a new commit = %d, %v", v, err)
 	}
 }

@@ -79,3 +79,15 @@ func (r *Releaser) Create(ctx context.Context, app string, req release.Request) 
 	}
 	return out, nil
 }
+
+// Current implements the receiver's Releaser. The Platform API numbers
+// releases itself and has no conditional create, so a push has no base
+// version to hand back: ErrNoRelease, and Create ignores Request.Base. The
+// lease check right before the release is Heroku mode's fence.
+func (r *Releaser) Current(context.Context, string) (release.Release, error) {
+	return release.Release{}, release.ErrNoRelease
+}
+
+// ReleasedCommit implements the receiver's Releaser: Heroku mode does not
+// look its releases up for SPEC A8's note (0, "not known").
+func (r *Releaser) ReleasedCommit(context.Context, string, string) (int, error) { return 0, nil }
