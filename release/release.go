@@ -145,7 +145,23 @@ func (l *Local) raise(ctx context.Context, key string, v int) error {
 // forward past any version created after it was last moved.
 func (l *Local) currentVersion(ctx context.Context, app string) (int, error) {
 	var p marker
-	if _, err := stow.GetJSON(ctx, l.stow, pointerKey(app), &p); err != nil && !errors.Is(err, stow.ErrNotFound) {
+	_, err := stow.GetJSON(ctx, l.stow, pointerKey(app), &p)
+	switch {
+	case errors.Is(err, stow.ErrNotFound):
+		// No pointer: a new app, or one released before pointers existed,
+		// whose releases are listed once (one request, not a Stat per
+		// version) until its next release writes the pointer.
+		infos, err := l.stow.List(ctx, releasesPrefix(app))
+		if err != nil {
+			return 0, fmt.Errorf("release: read %s's current version: %w", app, err)
+		}
+		for _, info := range infos {
+			var n int
+			if _, err := fmt.Sscanf(strings.TrimPrefix(info.Key, releasesPrefix(app)), "v%08d.json", &n); err == nil && n > p.Version {
+				p.Version = n
+			}
+		}
+	case err != nil:
 		return 0, fmt.Errorf("release: read %s's current version: %w", app, err)
 	}
 	v := p.Version
