@@ -161,7 +161,7 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 		return err
 	}
 	defer func() { _ = recv.Close() }()
-	hostKeys, err := f.cluster.hostKeys(ctx, store, coord.leases, f.node, filepath.Join(data, "host_keys"), f.hostKeys)
+	hostKeys, err := f.cluster.hostKeys(ctx, store, filepath.Join(data, "host_keys"), f.hostKeys)
 	if err != nil {
 		return err
 	}
