@@ -190,11 +190,12 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 	log.Info("sokoban listening", "addr", addr, "node", f.node, "data", data, "store", storeURL,
 		"version", Version(), "buildpacks", strings.Join(defaults, ","))
 
-	return runService(ctx, &service{
+	lc := &lifecycle{
 		log: log, data: data, ssh: srv, ln: ln, recv: recv, metrics: metrics,
 		http: f.http, drainTimeout: f.drainTimeout,
 		reload: []reloader{{"keys", keyStore.Reload}},
-	})
+	}
+	return lc.run(ctx)
 }
 
 // resolveBuildpacks makes local buildpack paths absolute, so they do not depend
