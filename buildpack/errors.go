@@ -54,6 +54,9 @@ var (
 	// ErrBuildpacksFile: a .buildpacks that cannot be used as it is (too
 	// many lines, a line too long or not printable).
 	ErrBuildpacksFile = errors.New("buildpack: .buildpacks")
+	// ErrLocalBuild: a BuildLocal whose build ran and failed; its output
+	// has told the operator why.
+	ErrLocalBuild = errors.New("buildpack: local build failed")
 )
 
 // errPackedOver is countWriter's signal that the compressed output passed

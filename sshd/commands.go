@@ -228,12 +228,6 @@ func (s *Server) serveGit(c *call, raw string) int {
 		_ = receiver.RefuseGit(c.stdout, keys.NoAccessMessage(s.deps.Access, app))
 		return 1
 	}
-	if verb == "git-receive-pack" && s.Draining() {
-		// SPEC H5: refused before receive-pack starts, as a git ERR line.
-		c.log.Info("push refused: draining", "app", app)
-		_ = receiver.RefuseGit(c.stdout, receiver.MsgRestarting)
-		return 1
-	}
 	req := receiver.Request{
 		App: app, User: c.user, ConnID: c.connID, GitProtocol: gitProtocol(c.sess.Environ()),
 		Stdin: c.sess, Stdout: c.stdout, Stderr: c.stderr,

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gliderlabs/ssh"
@@ -74,8 +73,7 @@ type Server struct {
 	stop    context.CancelFunc
 	wg      sync.WaitGroup
 
-	draining atomic.Bool
-	metrics  *metrics
+	metrics *metrics
 }
 
 // ctxKey keys values this package stores in a connection's context.

@@ -1,19 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/sokoban-deploy/sokoban/buildpack"
-	"github.com/sokoban-deploy/sokoban/internal/proc"
 	"github.com/sokoban-deploy/sokoban/receiver"
 )
 
@@ -157,17 +154,6 @@ func buildCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 		_, _ = fmt.Fprintln(stderr, "usage: sokoban build [--buildpack URL]... [--env-dir DIR] [--cache DIR] [-o slug.tgz] DIR")
 		return 2
 	}
-	src := fs.Arg(0)
-	if st, err := os.Stat(src); err != nil || !st.IsDir() {
-		return fail(stderr, "%s is not a directory", src)
-	}
-	env := map[string]string{}
-	if *envDir != "" {
-		var err error
-		if env, err = readEnvDir(*envDir); err != nil {
-			return fail(stderr, "--env-dir: %v", err)
-		}
-	}
 	resolved, err := resolveBuildpacks(bps)
 	if err != nil {
 		return fail(stderr, "%v", err)
@@ -179,79 +165,15 @@ func buildCmd(ctx context.Context, args []string, stdout, stderr io.Writer, gete
 	if err != nil {
 		return fail(stderr, "%v", err)
 	}
-
-	work, err := os.MkdirTemp("", "sokoban-build-")
-	if err != nil {
-		return fail(stderr, "%v", err)
-	}
-	defer func() { _ = os.RemoveAll(work) }()
-	buildDir := filepath.Join(work, "build")
-	if err := buildpack.CopyDir(src, buildDir); err != nil {
-		return fail(stderr, "copy %s: %v", src, err)
-	}
-	cache := *cacheDir
-	if cache == "" {
-		cache = filepath.Join(work, "cache")
-	} else if cache, err = filepath.Abs(cache); err != nil {
-		return fail(stderr, "--cache: %v", err)
-	}
-	slug, err := os.Create(*out)
-	if err != nil {
-		return fail(stderr, "%v", err)
-	}
-	id := receiver.NewBuildID()
-	buildpack.Step(stdout, "Build ID: %s", id)
-	res, err := b.Build(ctx, buildpack.Job{
-		ID: id, BuildDir: buildDir, WorkDir: filepath.Join(work, "bp"), CacheDir: cache,
-		Env: env, Buildpacks: resolved, SourceVersion: sourceVersion(ctx, src),
-		Output: stdout, Slug: slug, TrustSource: true,
+	err = b.BuildLocal(ctx, buildpack.LocalBuild{
+		ID: receiver.NewBuildID(), Source: fs.Arg(0), Buildpacks: resolved,
+		EnvDir: *envDir, CacheDir: *cacheDir, Slug: *out, Output: stdout,
 	})
-	if cerr := slug.Close(); err == nil && cerr != nil {
-		err = cerr
+	switch {
+	case errors.Is(err, buildpack.ErrLocalBuild):
+		return 1 // the build's output said why
+	case err != nil:
+		return fail(stderr, "%v", err)
 	}
-	if err != nil {
-		_ = os.Remove(*out)
-		if ctx.Err() != nil {
-			buildpack.Warn(stdout, "Build cancelled")
-		} else {
-			buildpack.Warn(stdout, "Build failed")
-		}
-		return 1
-	}
-	buildpack.Step(stdout, "Wrote %s (%s, %s)", *out, buildpack.Size(res.Slug.Size), res.Slug.Checksum)
 	return 0
-}
-
-// sourceVersion is the commit checked out in dir when it is a git work
-// tree, for SOURCE_VERSION as a push would set it; "" otherwise.
-func sourceVersion(ctx context.Context, dir string) string {
-	var out bytes.Buffer
-	err := proc.Run(ctx, proc.Cmd{
-		Argv:   []string{"git", "-C", dir, "rev-parse", "--verify", "--quiet", "HEAD"},
-		Env:    []string{"PATH=" + os.Getenv("PATH"), "HOME=/nonexistent", "GIT_CONFIG_NOSYSTEM=1", "LANG=C"},
-		Stdout: &out, Stderr: io.Discard,
-	})
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(out.String())
-}
-
-func readEnvDir(dir string) (map[string]string, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	env := map[string]string{}
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		env[e.Name()] = string(b)
-	}
-	return env, nil
 }

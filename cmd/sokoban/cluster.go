@@ -70,84 +70,14 @@ func (c *clusterFlags) open(ctx context.Context, node string, log *slog.Logger) 
 
 // hostKeys loads the node's SSH host keys: from --host-key files, from the
 // store with --host-keys-from-store, or generated under dir.
-func (c *clusterFlags) hostKeys(ctx context.Context, st stow.Store, leases cluster.Leaser, node, dir string, files []string) ([]gossh.Signer, error) {
+func (c *clusterFlags) hostKeys(ctx context.Context, st stow.Store, dir string, files []string) ([]gossh.Signer, error) {
 	if !c.hostKeysFromStore {
 		return sshd.LoadHostKeys(dir, files)
 	}
 	if len(files) > 0 {
 		return nil, errors.New("use either --host-key or --host-keys-from-store, not both")
 	}
-	return stowedHostKeys(ctx, st, leases, node)
-}
-
-// hostKeyPrefix is where --host-keys-from-store keeps the private host keys.
-const hostKeyPrefix = "secrets/host_keys/"
-
-// hostKeyLease names the lease that serializes the first generation of host
-// keys across nodes; it cannot clash with an app name (apps start with a letter).
-const hostKeyLease = "_host-keys"
-
-// stowedHostKeys reads the host keys from the store, generating the missing
-// ones. Nodes starting together take a lease first (exact with Redis); and a
-// node always uses what the store holds after its write, not what it
-// generated, so nodes that raced without one end up with the same keys.
-func stowedHostKeys(ctx context.Context, st stow.Store, leases cluster.Leaser, node string) ([]gossh.Signer, error) {
-	unlock, err := lockHostKeys(ctx, leases, node)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	var signers []gossh.Signer
-	for _, name := range sshd.HostKeyNames() {
-		key := hostKeyPrefix + name
-		data, _, err := stow.ReadAll(ctx, st, key)
-		if errors.Is(err, stow.ErrNotFound) {
-			fresh, gerr := sshd.GenerateHostKey(name)
-			if gerr != nil {
-				return nil, gerr
-			}
-			if _, err := stow.PutBytes(ctx, st, key, fresh); err != nil {
-				return nil, fmt.Errorf("store host key: %w", err)
-			}
-			data, _, err = stow.ReadAll(ctx, st, key)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read host key from the store: %w", err)
-		}
-		s, err := sshd.ParseHostKey(key, data)
-		if err != nil {
-			return nil, err
-		}
-		signers = append(signers, s)
-	}
-	return signers, nil
-}
-
-// lockHostKeys holds the host key lease while keys are read or generated,
-// waiting for another node that holds it. Without coordination (Redis down)
-// it goes ahead: the keys exist already in all but the very first start.
-func lockHostKeys(ctx context.Context, leases cluster.Leaser, node string) (func(), error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	for {
-		lease, err := leases.Acquire(ctx, hostKeyLease, cluster.Holder{User: "sokoban", Node: node, BuildID: "host-keys", Since: time.Now()})
-		switch {
-		case err == nil:
-			return func() {
-				rctx, rcancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer rcancel()
-				_ = lease.Release(rctx)
-			}, nil
-		case errors.Is(err, cluster.ErrBusy):
-			select {
-			case <-ctx.Done():
-				return nil, fmt.Errorf("host keys: another node kept the host key lease: %w", ctx.Err())
-			case <-time.After(100 * time.Millisecond):
-			}
-		default:
-			return func() {}, nil
-		}
-	}
+	return sshd.SharedHostKeys(ctx, st)
 }
 
 // redisLogger is go-redis' logger interface over slog.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sokoban-deploy/sokoban/buildpack"
+	"github.com/sokoban-deploy/sokoban/internal/journal"
 	"github.com/sokoban-deploy/sokoban/keys"
 	"github.com/sokoban-deploy/sokoban/receiver"
 	"github.com/sokoban-deploy/sokoban/sshd"
@@ -91,14 +92,23 @@ func newLogger(w io.Writer, format, level string, getenv func(string) string) (*
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("--log-level: %v", err)
 	}
-	w, opts := forJournal(w, &slog.HandlerOptions{Level: lv}, getenv)
+	opts := &slog.HandlerOptions{Level: lv}
+	var inner func(io.Writer) slog.Handler
 	switch format {
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		inner = func(w io.Writer) slog.Handler { return slog.NewTextHandler(w, opts) }
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		inner = func(w io.Writer) slog.Handler { return slog.NewJSONHandler(w, opts) }
+	default:
+		return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
 	}
-	return nil, fmt.Errorf("--log-format must be text or json, not %q", format)
+	if !journal.IsStream(w, getenv("JOURNAL_STREAM")) {
+		return slog.New(inner(w)), nil
+	}
+	// The journal stamps each line itself, and takes its priority from the
+	// <N> prefix the handler writes.
+	opts.ReplaceAttr = journal.DropTime(opts.ReplaceAttr)
+	return slog.New(journal.NewHandler(w, inner)), nil
 }
 
 func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
@@ -161,7 +171,7 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 		return err
 	}
 	defer func() { _ = recv.Close() }()
-	hostKeys, err := f.cluster.hostKeys(ctx, store, coord.leases, f.node, filepath.Join(data, "host_keys"), f.hostKeys)
+	hostKeys, err := f.cluster.hostKeys(ctx, store, filepath.Join(data, "host_keys"), f.hostKeys)
 	if err != nil {
 		return err
 	}
@@ -180,11 +190,12 @@ func runServer(ctx context.Context, f serveFlags, log *slog.Logger) error {
 	log.Info("sokoban listening", "addr", addr, "node", f.node, "data", data, "store", storeURL,
 		"version", Version(), "buildpacks", strings.Join(defaults, ","))
 
-	return runService(ctx, &service{
+	lc := &lifecycle{
 		log: log, data: data, ssh: srv, ln: ln, recv: recv, metrics: metrics,
 		http: f.http, drainTimeout: f.drainTimeout,
 		reload: []reloader{{"keys", keyStore.Reload}},
-	})
+	}
+	return lc.run(ctx)
 }
 
 // resolveBuildpacks makes local buildpack paths absolute, so they do not depend

@@ -1,17 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/activation"
@@ -27,7 +22,7 @@ import (
 //     connections queue in the kernel across a restart instead of being refused.
 //   - JOURNAL_STREAM (stderr goes to the journal): the journal stamps every line
 //     itself, so slog's time is dropped, and a <N> prefix gives each line its
-//     priority for `journalctl -p`.
+//     priority for `journalctl -p` (internal/journal, from the record's level).
 
 // notifier sends sd_notify messages. Without NOTIFY_SOCKET it does nothing.
 type notifier struct {
@@ -121,79 +116,4 @@ func listenSSH(ctx context.Context, addr string, log *slog.Logger) (net.Listener
 	log.Info("using the listener passed by systemd (socket activation); --listen is ignored",
 		"addr", ln.Addr().String(), "listen", addr)
 	return ln, nil
-}
-
-// forJournal adapts log output when w is the journal's stream (JOURNAL_STREAM
-// names its device and inode): no time attribute, and a priority prefix.
-func forJournal(w io.Writer, opts *slog.HandlerOptions, getenv func(string) string) (io.Writer, *slog.HandlerOptions) {
-	if !isJournalStream(w, getenv("JOURNAL_STREAM")) {
-		return w, opts
-	}
-	o := *opts
-	next := o.ReplaceAttr
-	o.ReplaceAttr = func(groups []string, a slog.Attr) slog.Attr {
-		if len(groups) == 0 && a.Key == slog.TimeKey {
-			return slog.Attr{}
-		}
-		if next != nil {
-			return next(groups, a)
-		}
-		return a
-	}
-	return &journalWriter{w: w}, &o
-}
-
-// isJournalStream reports whether w is the file JOURNAL_STREAM ("DEV:INODE")
-// names. A child whose stderr was redirected keeps the variable but not the
-// stream, hence the comparison.
-func isJournalStream(w io.Writer, stream string) bool {
-	f, ok := w.(*os.File)
-	if !ok || stream == "" {
-		return false
-	}
-	dev, ino, ok := strings.Cut(stream, ":")
-	if !ok {
-		return false
-	}
-	d, err1 := strconv.ParseUint(dev, 10, 64)
-	i, err2 := strconv.ParseUint(ino, 10, 64)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return false
-	}
-	return uint64(st.Dev) == d && st.Ino == i //nolint:unconvert // Dev's type differs by architecture
-}
-
-// journalWriter prefixes each record with its syslog priority ("<6>"), which
-// journald strips and stores (SyslogLevelPrefix=, on by default). slog handlers
-// write one record per Write; with the time dropped the level comes first.
-type journalWriter struct {
-	w io.Writer
-}
-
-var journalLevels = []struct {
-	text, json string
-	prefix     string
-}{
-	{"level=ERROR", `{"level":"ERROR"`, "<3>"},
-	{"level=WARN", `{"level":"WARN"`, "<4>"},
-	{"level=INFO", `{"level":"INFO"`, "<6>"},
-	{"level=DEBUG", `{"level":"DEBUG"`, "<7>"},
-}
-
-func (j *journalWriter) Write(p []byte) (int, error) {
-	for _, l := range journalLevels {
-		if bytes.HasPrefix(p, []byte(l.text)) || bytes.HasPrefix(p, []byte(l.json)) {
-			buf := make([]byte, 0, len(l.prefix)+len(p))
-			buf = append(append(buf, l.prefix...), p...)
-			if _, err := j.w.Write(buf); err != nil {
-				return 0, err
-			}
-			return len(p), nil
-		}
-	}
-	return j.w.Write(p)
 }

@@ -49,8 +49,12 @@ type reloader struct {
 	fn   func(ctx context.Context) error
 }
 
-// service runs a wired server until ctx ends, then drains it (SPEC H5).
-type service struct {
+// lifecycle runs a wired server from READY=1 to its exit: it feeds the
+// watchdog, reloads on SIGHUP, and drains on SIGTERM (SPEC H5). The one drain
+// state is the receiver's (Drain, Draining): the receiver refuses new pushes,
+// and STATUS= and /readyz read it, so nothing else keeps a flag that could
+// disagree.
+type lifecycle struct {
 	log          *slog.Logger
 	data         string
 	ssh          *sshd.Server
@@ -74,11 +78,11 @@ const forceGrace = time.Minute
 // a clone) get to finish before they are cut.
 const sessionGrace = 5 * time.Second
 
-// runService serves until ctx ends (SIGTERM, SIGINT) and then drains: new
-// pushes are refused while the listener stays open, running builds get
-// drainTimeout to finish, the rest are cancelled. It returns nil after a clean
-// drain, so the process exits 0.
-func runService(ctx context.Context, s *service) error {
+// run serves until ctx ends (SIGTERM, SIGINT) and then drains: new pushes are
+// refused while the listener stays open, running builds get drainTimeout to
+// finish, the rest are cancelled. It returns nil after a clean drain, so the
+// process exits 0.
+func (s *lifecycle) run(ctx context.Context) error {
 	s.notify.log = s.log
 	// Signals beyond the first: a second SIGTERM or Ctrl-C skips the wait.
 	sigs := make(chan os.Signal, 4)
@@ -153,7 +157,7 @@ running:
 }
 
 // startOps starts /metrics, /healthz and /readyz on --http.
-func (s *service) startOps(ctx context.Context) (*ops.Server, <-chan error, error) {
+func (s *lifecycle) startOps(ctx context.Context) (*ops.Server, <-chan error, error) {
 	if s.http == "" {
 		return nil, nil, nil
 	}
@@ -191,7 +195,7 @@ func (s *service) startOps(ctx context.Context) (*ops.Server, <-chan error, erro
 
 // healthChecks are what /healthz and the watchdog check: the process answers,
 // the SSH accept loop runs, the hook socket is there.
-func (s *service) healthChecks() []ops.Check {
+func (s *lifecycle) healthChecks() []ops.Check {
 	return []ops.Check{
 		{Name: "ssh listener", Pinger: ops.PingFunc(func(context.Context) error {
 			if !s.serving.Load() {
@@ -203,7 +207,7 @@ func (s *service) healthChecks() []ops.Check {
 	}
 }
 
-func (s *service) healthy(ctx context.Context) error {
+func (s *lifecycle) healthy(ctx context.Context) error {
 	checks := s.healthChecks()
 	var errs []error
 	for i, err := range ops.Run(ctx, checks) {
@@ -217,7 +221,7 @@ func (s *service) healthy(ctx context.Context) error {
 // watchdogLoop feeds systemd's watchdog at half its interval while the server
 // is healthy. When it is not, systemd stops hearing from it and restarts the
 // service after WatchdogSec.
-func (s *service) watchdogLoop(ctx context.Context) {
+func (s *lifecycle) watchdogLoop(ctx context.Context) {
 	interval := watchdogInterval(s.log)
 	if interval <= 0 {
 		return
@@ -249,7 +253,7 @@ func (s *service) watchdogLoop(ctx context.Context) {
 
 // statusLoop keeps STATUS= current: "2 builds running", "draining: 1 build
 // running".
-func (s *service) statusLoop(ctx context.Context) {
+func (s *lifecycle) statusLoop(ctx context.Context) {
 	for {
 		changed := s.recv.Changed()
 		s.notify.setStatus(s.status())
@@ -261,7 +265,7 @@ func (s *service) statusLoop(ctx context.Context) {
 	}
 }
 
-func (s *service) status() string {
+func (s *lifecycle) status() string {
 	n := s.recv.Active()
 	text := fmt.Sprintf("%d builds running", n)
 	if n == 1 {
@@ -274,7 +278,7 @@ func (s *service) status() string {
 }
 
 // reloadAll is SIGHUP: re-read what can change without a restart.
-func (s *service) reloadAll() {
+func (s *lifecycle) reloadAll() {
 	s.notify.reloading()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -291,8 +295,7 @@ func (s *service) reloadAll() {
 // drain refuses new pushes, waits up to drainTimeout for the running ones
 // (less if another signal comes), then cancels the rest and waits for them to
 // clean up.
-func (s *service) drain(sigs <-chan os.Signal) {
-	s.ssh.SetDraining(true)
+func (s *lifecycle) drain(sigs <-chan os.Signal) {
 	s.recv.Drain()
 	s.notify.send("STOPPING=1")
 	s.log.Info("draining: new pushes are refused, running builds may finish",

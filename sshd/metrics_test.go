@@ -14,38 +14,6 @@ import (
 	"github.com/sokoban-deploy/sokoban/receiver"
 )
 
-// SPEC H5, DESIGN "Drain": while draining, a push hears the restarting line as
-// a git ERR pkt-line and never reaches the receiver; clones and commands go on.
-func TestDrainingRefusesOnlyPushes(t *testing.T) {
-	t.Parallel()
-	git := &fakeGit{fn: func(context.Context, receiver.Request) int { return 0 }}
-	ts := startTestServer(t, Config{}, git)
-	ts.srv.SetDraining(true)
-	if !ts.srv.Draining() {
-		t.Fatal("Draining() is false after SetDraining(true)")
-	}
-	stdout, _, code := ts.run(t, "git-receive-pack 'myapp.git'", nil)
-	if code != 1 || !strings.HasSuffix(stdout, "ERR "+receiver.MsgRestarting+"\n") {
-		t.Fatalf("push while draining: exit %d, stdout %q", code, stdout)
-	}
-	git.mu.Lock()
-	reached := len(git.reqs)
-	git.mu.Unlock()
-	if reached != 0 {
-		t.Fatal("a push reached the receiver while draining")
-	}
-	if _, _, code := ts.run(t, "git-upload-pack 'myapp.git'", nil); code != 0 {
-		t.Fatalf("clone while draining: exit %d", code)
-	}
-	if stdout, _, code := ts.run(t, "whoami", nil); code != 0 || !strings.Contains(stdout, "alice") {
-		t.Fatalf("whoami while draining: exit %d, %q", code, stdout)
-	}
-	ts.srv.SetDraining(false)
-	if _, _, code := ts.run(t, "git-receive-pack 'myapp.git'", nil); code != 0 {
-		t.Fatalf("push after draining ended: exit %d", code)
-	}
-}
-
 // The front door's series land on the registry it is given: open connections
 // go up and back down, a key that fails to authenticate is counted.
 func TestMetrics(t *testing.T) {
