@@ -113,27 +113,88 @@ func (a *Apps) Get(ctx context.Context, app string) (*App, error) {
 	return &rec, nil
 }
 
-// Create records owner as the owner of a new app. It is idempotent for the same
-// owner, so a retried first push does not fail.
+// Create records owner as the owner of a new app, create-only: of two first
+// pushes racing on two nodes exactly one becomes the owner, and both get that
+// record back. It is idempotent, so a retried first push does not fail.
 func (a *Apps) Create(ctx context.Context, app, owner string) (*App, error) {
-	if old, err := a.Get(ctx, app); err == nil {
-		return old, nil
-	} else if !errors.Is(err, ErrNoApp) {
-		return nil, err
-	}
 	rec := &App{Name: app, Owner: owner, CreatedAt: a.now().UTC()}
-	if _, err := stow.PutJSON(ctx, a.stow, accessKey(app), rec); err != nil {
+	_, err := stow.CreateJSON(ctx, a.stow, accessKey(app), rec)
+	if errors.Is(err, stow.ErrConflict) {
+		return a.Get(ctx, app)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("keys: create app %s: %w", app, err)
 	}
 	return rec, nil
 }
 
-// Put replaces the app's record.
-func (a *Apps) Put(ctx context.Context, rec *App) error {
-	if _, err := stow.PutJSON(ctx, a.stow, accessKey(rec.Name), rec); err != nil {
-		return fmt.Errorf("keys: save app %s: %w", rec.Name, err)
+// UserSet says whether a user has a key here (keys.Store).
+type UserSet interface {
+	HasUser(ctx context.Context, name string) (bool, error)
+}
+
+// AddCollaborator lets user push app, in one conditional write so an access
+// change on another node is never undone. Access goes only to users who have
+// a key (ErrNotRegistered): a typo cannot grant a name someone registers
+// later. added is false when user already had access.
+func (a *Apps) AddCollaborator(ctx context.Context, app, user string, users UserSet) (added bool, err error) {
+	if !ValidUser(user) {
+		return false, fmt.Errorf("%w: %q", ErrBadUser, user)
 	}
-	return nil
+	if rec, err := a.Get(ctx, app); err != nil {
+		return false, err
+	} else if user == rec.Owner || slices.Contains(rec.Collaborators, user) {
+		return false, nil
+	}
+	known, err := users.HasUser(ctx, user)
+	if err != nil {
+		return false, err
+	}
+	if !known {
+		return false, fmt.Errorf("%w: %s", ErrNotRegistered, user)
+	}
+	err = a.update(ctx, app, func(rec *App) error {
+		if user == rec.Owner || slices.Contains(rec.Collaborators, user) {
+			return stow.ErrNoChange
+		}
+		added = true
+		rec.Collaborators = append(rec.Collaborators, user)
+		return nil
+	})
+	return added, err
+}
+
+// RemoveCollaborator stops user pushing app. The owner cannot be removed
+// (ErrOwner); a user who is not a collaborator is ErrNotCollaborator.
+func (a *Apps) RemoveCollaborator(ctx context.Context, app, user string) error {
+	return a.update(ctx, app, func(rec *App) error {
+		if user == rec.Owner {
+			return fmt.Errorf("%w: %s owns %s", ErrOwner, user, app)
+		}
+		i := slices.Index(rec.Collaborators, user)
+		if i < 0 {
+			return fmt.Errorf("%w: %s", ErrNotCollaborator, user)
+		}
+		rec.Collaborators = slices.Delete(rec.Collaborators, i, i+1)
+		return nil
+	})
+}
+
+// update is the one conditional write of an existing app's record.
+func (a *Apps) update(ctx context.Context, app string, fn func(rec *App) error) error {
+	if !ValidApp(app) {
+		return ErrNoApp
+	}
+	_, err := stow.UpdateJSON(ctx, a.stow, accessKey(app), func(rec *App, exists bool) error {
+		if !exists {
+			return ErrNoApp
+		}
+		return fn(rec)
+	})
+	if err != nil && !errors.Is(err, ErrNoApp) && !errors.Is(err, ErrOwner) && !errors.Is(err, ErrNotCollaborator) {
+		return fmt.Errorf("keys: save app %s: %w", app, err)
+	}
+	return err
 }
 
 // List returns every app with an access record, by name.

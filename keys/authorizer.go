@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"errors"
+	"fmt"
 )
 
 // Local is the embedded default's access decision source: access records in
@@ -47,9 +48,16 @@ func (l *Local) Exists(ctx context.Context, app string) (bool, error) {
 	return err == nil, err
 }
 
-// Claim makes u the owner of app if it has no owner yet. The caller holds the
-// app's lease, so two first pushes cannot both claim it.
+// Claim makes u the owner of app if it has no owner yet. The record is
+// created create-only, so of two first pushes only one owns the app even if
+// both passed MayCreate; the other is ErrClaimed and pushes nothing.
 func (l *Local) Claim(ctx context.Context, u User, app string) error {
-	_, err := l.apps.Create(ctx, app, u.Name)
-	return err
+	rec, err := l.apps.Create(ctx, app, u.Name)
+	if err != nil {
+		return err
+	}
+	if Decide(u, rec, false) < Collaborator {
+		return fmt.Errorf("%w: %s is %s's", ErrClaimed, app, rec.Owner)
+	}
+	return nil
 }

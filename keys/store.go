@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"regexp"
 	"sort"
 	"strings"
@@ -142,25 +143,60 @@ func (s *Store) Remove(ctx context.Context, fingerprint string) (Key, error) {
 	return removed, err
 }
 
-// update applies fn to the freshly read key list and writes the result.
+// HasUser reports whether name has a key here.
+func (s *Store) HasUser(ctx context.Context, name string) (bool, error) {
+	keys, err := s.current(ctx)
+	if err != nil {
+		return false, err
+	}
+	for _, k := range keys {
+		if k.User == name {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// update applies fn to the freshly read key list and writes the result only
+// if the file is still the one read (Create when there was none, Swap on its
+// ETag), reading again after a lost race: two nodes adding keys at once both
+// land. The mutex only spares this process's own writers the retry.
 func (s *Store) update(ctx context.Context, fn func([]Key) ([]Key, error)) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	keys, _, err := s.read(ctx)
-	if err != nil {
-		return err
+	for attempt := 0; ; attempt++ {
+		keys, etag, err := s.read(ctx)
+		if err != nil {
+			return err
+		}
+		keys, err = fn(keys)
+		if err != nil {
+			return err
+		}
+		var info stow.Info
+		if etag == "" {
+			info, err = s.stow.Create(ctx, StoreKey, bytes.NewReader(Format(keys)))
+		} else {
+			info, err = s.stow.Swap(ctx, StoreKey, bytes.NewReader(Format(keys)), etag)
+		}
+		if errors.Is(err, stow.ErrConflict) && attempt < updateAttempts {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(time.Duration(1+rand.IntN(5)) * time.Millisecond):
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("keys: write store: %w", err)
+		}
+		s.keys, s.etag, s.checked, s.loaded = keys, info.ETag, s.now(), true
+		return nil
 	}
-	keys, err = fn(keys)
-	if err != nil {
-		return err
-	}
-	info, err := stow.PutBytes(ctx, s.stow, StoreKey, Format(keys))
-	if err != nil {
-		return fmt.Errorf("keys: write store: %w", err)
-	}
-	s.keys, s.etag, s.checked, s.loaded = keys, info.ETag, s.now(), true
-	return nil
 }
+
+// updateAttempts bounds update's retries after lost races, as UpdateJSON's do.
+const updateAttempts = 50
 
 // current returns the cached keys, re-reading the store when it changed.
 func (s *Store) current(ctx context.Context) ([]Key, error) {

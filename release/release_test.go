@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -51,12 +52,82 @@ func TestLocalSettings(t *testing.T) {
 	if err != nil || got.Config == nil || len(got.Config) != 0 {
 		t.Fatalf("empty settings = %+v %v", got, err)
 	}
-	if err := st.Put(ctx, "web", Settings{Config: map[string]string{"A": "1"}, Buildpacks: []string{"x"}}); err != nil {
+	if err := st.SetConfig(ctx, "web", map[string]string{"A": "1", "B": "2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.SetBuildpacks(ctx, "web", []string{"x"}); err != nil {
 		t.Fatal(err)
 	}
 	got, err = st.Get(ctx, "web")
 	if err != nil || got.Config["A"] != "1" || got.Buildpacks[0] != "x" {
 		t.Fatalf("settings = %+v %v", got, err)
+	}
+	removed, err := st.UnsetConfig(ctx, "web", []string{"A", "NOPE"})
+	if err != nil || len(removed) != 1 || removed[0] != "A" {
+		t.Fatalf("UnsetConfig = %v, %v", removed, err)
+	}
+	if err := st.ClearBuildpacks(ctx, "web"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = st.Get(ctx, "web")
+	if len(got.Config) != 1 || got.Config["B"] != "2" || got.Buildpacks != nil {
+		t.Fatalf("after unset and clear: %+v", got)
+	}
+	if err := st.SetConfig(ctx, "web", map[string]string{"1BAD": "x"}); !errors.Is(err, ErrBadConfigKey) {
+		t.Fatalf("bad key: %v", err)
+	}
+}
+
+// Issue 11 item 3: config:set on two nodes at the same instant used to be
+// Get, change, Put: each node wrote back the copy it had read, and the
+// other's key was gone. Two stores over one directory stand in for two
+// nodes; every key set concurrently must survive, and a concurrent unset
+// must not bring a removed key back.
+func TestLocalSettingsConcurrentChanges(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	dir := t.TempDir()
+	var nodes [2]*LocalSettings
+	for i := range nodes {
+		s, err := stow.NewLocal(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes[i] = NewLocalSettings(s)
+	}
+	if err := nodes[0].SetConfig(ctx, "web", map[string]string{"GONE": "1"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 40
+	var wg sync.WaitGroup
+	errs := make(chan error, n+1)
+	for i := range n {
+		wg.Go(func() {
+			errs <- nodes[i%2].SetConfig(ctx, "web", map[string]string{"K" + strconv.Itoa(i): "v"})
+		})
+	}
+	wg.Go(func() {
+		_, err := nodes[1].UnsetConfig(ctx, "web", []string{"GONE"})
+		errs <- err
+	})
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := nodes[0].Get(ctx, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if got.Config["K"+strconv.Itoa(i)] != "v" {
+			t.Errorf("K%d was lost", i)
+		}
+	}
+	if _, ok := got.Config["GONE"]; ok || len(got.Config) != n {
+		t.Errorf("config has %d vars (GONE present: %v), want %d", len(got.Config), ok, n)
 	}
 }
 
@@ -70,12 +141,10 @@ func TestLocalSettingsBoundConfig(t *testing.T) {
 	}
 	s := NewLocalSettings(store)
 	ctx := context.Background()
-	ok := Settings{Config: map[string]string{"A": strings.Repeat("v", MaxConfigSize-1)}}
-	if err := s.Put(ctx, "app", ok); err != nil {
+	if err := s.SetConfig(ctx, "app", map[string]string{"A": strings.Repeat("v", MaxConfigSize-1)}); err != nil {
 		t.Fatal(err)
 	}
-	big := Settings{Config: map[string]string{"A": strings.Repeat("v", MaxConfigSize-1), "BB": "x"}}
-	if err := s.Put(ctx, "app", big); !errors.Is(err, ErrConfigTooLarge) {
+	if err := s.SetConfig(ctx, "app", map[string]string{"BB": "x"}); !errors.Is(err, ErrConfigTooLarge) {
 		t.Fatalf("err = %v", err)
 	}
 	got, err := s.Get(ctx, "app")

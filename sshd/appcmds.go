@@ -40,16 +40,21 @@ type ReleaseLister interface {
 }
 
 // SettingsStore reads and writes an app's config vars and buildpacks.
+// Each change is one conditional write in release (issue 11 item 3).
 type SettingsStore interface {
 	Get(ctx context.Context, app string) (release.Settings, error)
-	Put(ctx context.Context, app string, s release.Settings) error
+	SetConfig(ctx context.Context, app string, vars map[string]string) error
+	UnsetConfig(ctx context.Context, app string, keys []string) ([]string, error)
+	SetBuildpacks(ctx context.Context, app string, urls []string) error
+	ClearBuildpacks(ctx context.Context, app string) error
 }
 
 // AppStore holds apps' access records (keys.Apps).
 type AppStore interface {
 	Get(ctx context.Context, app string) (*keys.App, error)
 	List(ctx context.Context) ([]*keys.App, error)
-	Put(ctx context.Context, rec *keys.App) error
+	AddCollaborator(ctx context.Context, app, user string, users keys.UserSet) (bool, error)
+	RemoveCollaborator(ctx context.Context, app, user string) error
 }
 
 // KeyStore manages registered keys (keys.Store).
@@ -57,6 +62,7 @@ type KeyStore interface {
 	List(ctx context.Context) ([]keys.Key, error)
 	Add(ctx context.Context, user string, role keys.Role, pk gossh.PublicKey, comment string) (keys.Key, error)
 	Remove(ctx context.Context, fingerprint string) (keys.Key, error)
+	HasUser(ctx context.Context, name string) (bool, error)
 }
 
 // Gate turns pushes off and on (receiver.Receiver).
@@ -424,8 +430,6 @@ func (a *appCmds) releases(ctx context.Context, inv *Invocation) int {
 	return 0
 }
 
-var configKeyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-
 func (a *appCmds) settings(ctx context.Context, inv *Invocation) (release.Settings, bool) {
 	if a.d.Settings == nil {
 		inv.Fail("config vars and buildpacks are kept by the release backend; use `heroku config -a %s` and `heroku buildpacks -a %s`", inv.Args[0], inv.Args[0])
@@ -437,14 +441,6 @@ func (a *appCmds) settings(ctx context.Context, inv *Invocation) (release.Settin
 		return release.Settings{}, false
 	}
 	return s, true
-}
-
-func (a *appCmds) saveSettings(ctx context.Context, inv *Invocation, s release.Settings) bool {
-	if err := a.d.Settings.Put(ctx, inv.Args[0], s); err != nil {
-		a.internal(inv, "save settings", err)
-		return false
-	}
-	return true
 }
 
 func (a *appCmds) config(ctx context.Context, inv *Invocation) int {
@@ -481,7 +477,7 @@ func (a *appCmds) configSet(ctx context.Context, inv *Invocation) int {
 	var names []string
 	for _, kv := range inv.Args[1:] {
 		k, v, ok := strings.Cut(kv, "=")
-		if !ok || !configKeyRE.MatchString(k) {
+		if !ok || !release.ValidConfigKey(k) {
 			return inv.Fail("config:set takes KEY=VALUE with KEY made of letters, digits and _ (got %q)", truncate(kv, 40))
 		}
 		if _, dup := vars[k]; !dup {
@@ -489,19 +485,17 @@ func (a *appCmds) configSet(ctx context.Context, inv *Invocation) int {
 		}
 		vars[k] = v
 	}
-	s, ok := a.settings(ctx, inv)
-	if !ok {
-		return 1
+	if a.d.Settings == nil {
+		_, ok := a.settings(ctx, inv)
+		return boolExit(ok)
 	}
-	for k, v := range vars {
-		s.Config[k] = v
+	err := a.d.Settings.SetConfig(ctx, inv.Args[0], vars)
+	if errors.Is(err, release.ErrConfigTooLarge) {
+		return inv.Fail("config vars of %s would take more than %d KB (keys and values together); unset some first",
+			inv.Args[0], release.MaxConfigSize>>10)
 	}
-	if n := release.ConfigSize(s.Config); n > release.MaxConfigSize {
-		return inv.Fail("config vars of %s would take %d bytes, more than %d KB (keys and values together); unset some first",
-			inv.Args[0], n, release.MaxConfigSize>>10)
-	}
-	if !a.saveSettings(ctx, inv, s) {
-		return 1
+	if err != nil {
+		return a.internal(inv, "save settings", err)
 	}
 	fmt.Fprintf(inv.Stdout, "Set %s on %s. They reach the next build.\n", strings.Join(names, ", "), inv.Args[0])
 	return 0
@@ -509,25 +503,23 @@ func (a *appCmds) configSet(ctx context.Context, inv *Invocation) int {
 
 func (a *appCmds) configUnset(ctx context.Context, inv *Invocation) int {
 	for _, k := range inv.Args[1:] {
-		if !configKeyRE.MatchString(k) {
+		if !release.ValidConfigKey(k) {
 			return inv.Fail("config:unset takes KEY names (got %q)", truncate(k, 40))
 		}
 	}
-	s, ok := a.settings(ctx, inv)
-	if !ok {
-		return 1
+	if a.d.Settings == nil {
+		_, ok := a.settings(ctx, inv)
+		return boolExit(ok)
 	}
-	var gone, missing []string
+	gone, err := a.d.Settings.UnsetConfig(ctx, inv.Args[0], inv.Args[1:])
+	if err != nil {
+		return a.internal(inv, "save settings", err)
+	}
+	var missing []string
 	for _, k := range inv.Args[1:] {
-		if _, ok := s.Config[k]; ok {
-			delete(s.Config, k)
-			gone = append(gone, k)
-		} else {
+		if !slices.Contains(gone, k) && !slices.Contains(missing, k) {
 			missing = append(missing, k)
 		}
-	}
-	if len(gone) > 0 && !a.saveSettings(ctx, inv, s) {
-		return 1
 	}
 	if len(gone) > 0 {
 		fmt.Fprintf(inv.Stdout, "Unset %s on %s.\n", strings.Join(gone, ", "), inv.Args[0])
@@ -589,29 +581,27 @@ func (a *appCmds) buildpacksSet(ctx context.Context, inv *Invocation) int {
 			return inv.Fail("%v", err)
 		}
 	}
-	s, ok := a.settings(ctx, inv)
-	if !ok {
-		return 1
+	if a.d.Settings == nil {
+		_, ok := a.settings(ctx, inv)
+		return boolExit(ok)
 	}
-	s.Buildpacks = append([]string(nil), inv.Args[1:]...)
-	if !a.saveSettings(ctx, inv, s) {
-		return 1
+	if err := a.d.Settings.SetBuildpacks(ctx, inv.Args[0], inv.Args[1:]); err != nil {
+		return a.internal(inv, "save settings", err)
 	}
 	fmt.Fprintf(inv.Stdout, "Buildpacks for %s, used in this order from the next build:\n", inv.Args[0])
-	for i, u := range s.Buildpacks {
+	for i, u := range inv.Args[1:] {
 		fmt.Fprintf(inv.Stdout, "%d. %s\n", i+1, u)
 	}
 	return 0
 }
 
 func (a *appCmds) buildpacksClear(ctx context.Context, inv *Invocation) int {
-	s, ok := a.settings(ctx, inv)
-	if !ok {
-		return 1
+	if a.d.Settings == nil {
+		_, ok := a.settings(ctx, inv)
+		return boolExit(ok)
 	}
-	s.Buildpacks = nil
-	if !a.saveSettings(ctx, inv, s) {
-		return 1
+	if err := a.d.Settings.ClearBuildpacks(ctx, inv.Args[0]); err != nil {
+		return a.internal(inv, "save settings", err)
 	}
 	fmt.Fprintf(inv.Stdout, "Cleared the buildpacks of %s; builds auto-detect again.\n", inv.Args[0])
 	return 0
@@ -666,62 +656,38 @@ func (a *appCmds) accessAdd(ctx context.Context, inv *Invocation) int {
 	if !keys.ValidUser(user) {
 		return inv.Fail("%q is not a user name", truncate(user, 40))
 	}
-	rec, ok := a.appRecord(ctx, inv)
-	if !ok {
-		return 1
-	}
-	if user == rec.Owner || slices.Contains(rec.Collaborators, user) {
-		fmt.Fprintf(inv.Stdout, "%s already has access to %s.\n", user, rec.Name)
+	app := inv.Args[0]
+	added, err := a.d.Apps.AddCollaborator(ctx, app, user, a.d.Keys)
+	switch {
+	case errors.Is(err, keys.ErrNoApp):
+		return inv.Fail("%s", keys.NoAccessMessage(a.d.Access, app))
+	case errors.Is(err, keys.ErrNotRegistered):
+		return inv.Fail("%s has no key registered here; add their key first (an admin runs keys:add %s)", user, user)
+	case err != nil:
+		return a.internal(inv, "save access list", err)
+	case !added:
+		fmt.Fprintf(inv.Stdout, "%s already has access to %s.\n", user, app)
 		return 0
 	}
-	known, err := a.registered(ctx, user)
-	if err != nil {
-		return a.internal(inv, "list keys", err)
-	}
-	if !known {
-		return inv.Fail("%s has no key registered here; add their key first (an admin runs keys:add %s)", user, user)
-	}
-	rec.Collaborators = append(rec.Collaborators, user)
-	if err := a.d.Apps.Put(ctx, rec); err != nil {
-		return a.internal(inv, "save access list", err)
-	}
-	fmt.Fprintf(inv.Stdout, "%s may now push %s, read its logs, cancel its builds and change its config.\n", user, rec.Name)
+	fmt.Fprintf(inv.Stdout, "%s may now push %s, read its logs, cancel its builds and change its config.\n", user, app)
 	return 0
-}
-
-// registered says whether user has a key here: access goes only to people
-// who exist, so a typo cannot grant a name someone registers later.
-func (a *appCmds) registered(ctx context.Context, user string) (bool, error) {
-	list, err := a.d.Keys.List(ctx)
-	if err != nil {
-		return false, err
-	}
-	for _, k := range list {
-		if k.User == user {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 func (a *appCmds) accessRemove(ctx context.Context, inv *Invocation) int {
 	user := inv.Args[1]
-	rec, ok := a.appRecord(ctx, inv)
-	if !ok {
-		return 1
-	}
-	if user == rec.Owner {
-		return inv.Fail("%s owns %s; an owner cannot be removed", user, rec.Name)
-	}
-	i := slices.Index(rec.Collaborators, user)
-	if i < 0 {
-		return inv.Fail("%s is not a collaborator on %s", truncate(user, 40), rec.Name)
-	}
-	rec.Collaborators = slices.Delete(rec.Collaborators, i, i+1)
-	if err := a.d.Apps.Put(ctx, rec); err != nil {
+	app := inv.Args[0]
+	err := a.d.Apps.RemoveCollaborator(ctx, app, user)
+	switch {
+	case errors.Is(err, keys.ErrNoApp):
+		return inv.Fail("%s", keys.NoAccessMessage(a.d.Access, app))
+	case errors.Is(err, keys.ErrOwner):
+		return inv.Fail("%s owns %s; an owner cannot be removed", user, app)
+	case errors.Is(err, keys.ErrNotCollaborator):
+		return inv.Fail("%s is not a collaborator on %s", truncate(user, 40), app)
+	case err != nil:
 		return a.internal(inv, "save access list", err)
 	}
-	fmt.Fprintf(inv.Stdout, "Removed %s from %s.\n", user, rec.Name)
+	fmt.Fprintf(inv.Stdout, "Removed %s from %s.\n", user, app)
 	return 0
 }
 
@@ -860,6 +826,13 @@ func (a *appCmds) enable(ctx context.Context, inv *Invocation) int {
 func (a *appCmds) internal(inv *Invocation, what string, err error) int {
 	inv.Log.Error("command failed", "what", what, "err", err)
 	return inv.Fail("could not %s: the server had a problem (the operator's log has the details); try again in a moment", what)
+}
+
+func boolExit(ok bool) int {
+	if ok {
+		return 0
+	}
+	return 1
 }
 
 func shortSHA(s string) string {
