@@ -28,5 +28,6 @@ func (e *SupersededError) Error() string {
 
 // Is makes errors.Is(err, ErrSuperseded) true.
 func (e *SupersededError) Is(target error) bool { return target == ErrSuperseded }
+
 // ErrBadConfigKey means a config var name does not follow ValidConfigKey.
 var ErrBadConfigKey = errors.New("release: invalid config var name")

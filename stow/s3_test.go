@@ -25,6 +25,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"go.uber.org/goleak"
 
+	"github.com/sokoban-deploy/sokoban/internal/testkit"
 	"github.com/sokoban-deploy/sokoban/stow"
 	"github.com/sokoban-deploy/sokoban/stow/storetest"
 )
@@ -133,6 +134,23 @@ func TestS3Conformance(t *testing.T) {
 	var n atomic.Int64
 	storetest.Run(t, func(t *testing.T) stow.Store {
 		return newS3(t, testConfig(f.url, fmt.Sprintf("s/%d", n.Add(1))))
+	}, storetest.Options{LargeSize: largeSize, NoConditional: true})
+}
+
+// The conditional writes (Create, Swap, racing writers) against a real
+// S3-protocol server that implements If-None-Match and If-Match: SeaweedFS.
+// The whole suite runs there too, so the plain semantics hold on it as well.
+func TestS3ConformanceSeaweedFS(t *testing.T) {
+	t.Parallel()
+	srv := testkit.StartSeaweedFS(t)
+	var n atomic.Int64
+	storetest.Run(t, func(t *testing.T) stow.Store {
+		return newS3(t, stow.S3Config{
+			Bucket: srv.Bucket, Prefix: fmt.Sprintf("s/%d", n.Add(1)), Endpoint: srv.Endpoint,
+			Region: srv.Region, PathStyle: true, PartSize: stow.MinPartSize,
+			Credentials:     credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, ""),
+			RetryMaxBackoff: 5 * time.Millisecond,
+		})
 	}, storetest.Options{LargeSize: largeSize})
 }
 

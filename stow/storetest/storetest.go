@@ -23,6 +23,10 @@ type Options struct {
 	// LargeSize is the size of the object the streaming tests write; a backend
 	// with a multipart threshold sets it past that threshold. Default 1 MiB.
 	LargeSize int64
+	// NoConditional leaves out the conditional-write tests, for a fake server
+	// that ignores If-None-Match and If-Match (gofakes3). Every real backend
+	// runs them: Sokoban's state depends on them (DESIGN rule 8).
+	NoConditional bool
 }
 
 // BadKeys are keys every backend must refuse with stow.ErrBadKey.
@@ -50,6 +54,9 @@ func Run(t *testing.T, newStore func(t *testing.T) stow.Store, opts Options) {
 		{"FailedPutCreatesNothing", testFailedPutCreatesNothing},
 		{"CancelledPut", testCancelledPut},
 		{"ConcurrentPuts", testConcurrentPuts},
+	}
+	if !opts.NoConditional {
+		tests = append(tests, conditionalTests...)
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
