@@ -128,11 +128,19 @@ func TestOperatingCommands(t *testing.T) {
 		t.Fatalf("clone of a disabled app:\n%s", res)
 	}
 	expect(t, srv.run(admin, "enable", "shop"), 0, `Pushes to shop are accepted again`, `^$`)
-	expect(t, srv.run(admin, "disable", "maintenance", "window"), 0, `Pushes to every app are now refused \(maintenance window\)`, `^$`)
+	// Issue 11 item 5: the scope is explicit. A name that is not an app is
+	// refused; it used to be read as the first word of a reason and turned
+	// off pushes to every app.
+	expect(t, srv.run(admin, "disable", "shpo", "typo"), 1, `^$`, `no such app: shpo .*disable --all`)
+	if res := runResult(t, srv.git(olive, app, "push", srv.remote("shop"), "main")); res.code != 0 {
+		t.Fatalf("push after a refused disable of a typo:\n%s", res)
+	}
+	expect(t, srv.run(admin, "disable"), 1, `^$`, `usage: disable APP\|--all`)
+	expect(t, srv.run(admin, "disable", "--all", "maintenance", "window"), 0, `Pushes to every app are now refused \(maintenance window\)`, `^$`)
 	if res := runResult(t, srv.git(olive, app, "push", srv.remote("shop"), "main")); res.code == 0 || !strings.Contains(res.stderr, "fatal: remote error: Pushes are disabled: maintenance window") {
 		t.Fatalf("push while disabled server-wide:\n%s", res)
 	}
-	expect(t, srv.run(admin, "enable"), 0, `Pushes are accepted again`, `^$`)
+	expect(t, srv.run(admin, "enable", "--all"), 0, `Pushes are accepted again`, `^$`)
 	if res := runResult(t, srv.git(olive, app, "push", srv.remote("shop"), "main")); res.code != 0 {
 		t.Fatalf("push after enable:\n%s", res)
 	}

@@ -32,15 +32,15 @@ func (l *Local) Level(ctx context.Context, u User, app string) (Level, error) {
 // MayCreate reports whether u may create app by pushing to it: it does not
 // exist yet, and auto-create is on (admins always may).
 func (l *Local) MayCreate(ctx context.Context, u User, app string) (bool, error) {
-	exists, err := l.Exists(ctx, app)
+	exists, err := l.Exists(ctx, u, app)
 	if err != nil || exists {
 		return false, err
 	}
 	return Decide(u, nil, l.autoCreate) >= Owner, nil
 }
 
-// Exists reports whether app has an access record.
-func (l *Local) Exists(ctx context.Context, app string) (bool, error) {
+// Exists reports whether app has an access record (whoever asks).
+func (l *Local) Exists(ctx context.Context, _ User, app string) (bool, error) {
 	_, err := l.apps.Get(ctx, app)
 	if errors.Is(err, ErrNoApp) {
 		return false, nil

@@ -122,6 +122,7 @@ func (fakeAccess) Level(context.Context, keys.User, string) (keys.Level, error) 
 func (fakeAccess) MayCreate(context.Context, keys.User, string) (bool, error) { return true, nil }
 func (fakeAccess) Claim(context.Context, keys.User, string) error             { return nil }
 func (fakeAccess) NoAccessMessage(app string) string                          { return "no such app: " + app }
+func (fakeAccess) Exists(context.Context, keys.User, string) (bool, error)    { return true, nil }
 
 // pushRig is a receiver on a local store with fake builder, access and
 // leases, and the real release.Local and git.

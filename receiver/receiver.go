@@ -68,6 +68,8 @@ type Access interface {
 	Level(ctx context.Context, u keys.User, app string) (keys.Level, error)
 	// MayCreate says whether u's push may create app.
 	MayCreate(ctx context.Context, u keys.User, app string) (bool, error)
+	// Exists says whether app is an app, as far as u can tell.
+	Exists(ctx context.Context, u keys.User, app string) (bool, error)
 	// Claim makes u the owner of app if it has none yet.
 	Claim(ctx context.Context, u keys.User, app string) error
 	// NoAccessMessage is what a user without access to app is told ("no

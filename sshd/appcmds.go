@@ -130,8 +130,8 @@ func AppCommands(d AppDeps) []Command {
 		{Verb: "keys", Help: "your keys (admins: every key)", JSON: true, Run: a.keys},
 		{Verb: "keys:add", Usage: "USER [--admin] | --heroku", Help: "register the public key on stdin (--heroku: a Heroku API token line, then the key)", MinArgs: 1, MaxArgs: 2, Admin: true, Run: a.keysAdd},
 		{Verb: "keys:remove", Usage: "FINGERPRINT", Help: "remove a key", MinArgs: 1, MaxArgs: 1, Admin: true, Run: a.keysRemove},
-		{Verb: "disable", Usage: "[APP] [REASON...]", Help: "refuse pushes to APP (or to every app)", MaxArgs: -1, Admin: true, Run: a.disable},
-		{Verb: "enable", Usage: "[APP]", Help: "accept pushes again", MaxArgs: 1, Admin: true, Run: a.enable},
+		{Verb: "disable", Usage: "APP|--all [REASON...]", Help: "refuse pushes to APP, or with --all to every app", MinArgs: 1, MaxArgs: -1, Admin: true, Run: a.disable},
+		{Verb: "enable", Usage: "APP|--all", Help: "accept pushes to APP (or, with --all, server-wide) again", MinArgs: 1, MaxArgs: 1, Admin: true, Run: a.enable},
 	}
 }
 
@@ -767,13 +767,17 @@ func (a *appCmds) keysRemove(ctx context.Context, inv *Invocation) int {
 	return 0
 }
 
-// disable takes an optional existing app, then a free-form reason (SPEC F4).
+// disable takes APP or --all, then a free-form reason (SPEC F4). The scope
+// is explicit: a name that is not an app is refused, never read as a reason
+// that turns off every app.
 func (a *appCmds) disable(ctx context.Context, inv *Invocation) int {
-	app, reason := "", inv.Args
-	if len(inv.Args) > 0 && keys.ValidApp(inv.Args[0]) {
-		if _, err := a.d.Apps.Get(ctx, inv.Args[0]); err == nil {
-			app, reason = inv.Args[0], inv.Args[1:]
-		}
+	app, reason := inv.Args[0], inv.Args[1:]
+	if app == "--all" {
+		app = ""
+	} else if ok, err := a.d.Access.Exists(ctx, inv.User, app); err != nil {
+		return a.internal(inv, "check the app", err)
+	} else if !ok {
+		return inv.Fail("no such app: %s (see `ssh git@HOST apps`; `disable --all` turns off pushes to every app)", truncate(app, 40))
 	}
 	why := strings.Join(reason, " ")
 	if err := a.d.Gate.Disable(ctx, app, why, inv.User.Name); err != nil {
@@ -787,17 +791,20 @@ func (a *appCmds) disable(ctx context.Context, inv *Invocation) int {
 	if why != "" {
 		fmt.Fprintf(inv.Stdout, " (%s)", why)
 	}
-	fmt.Fprintln(inv.Stdout, ". Clones and fetches still work. Undo with `enable`.")
+	undo := "enable " + app
+	if app == "" {
+		undo = "enable --all"
+	}
+	fmt.Fprintf(inv.Stdout, ". Clones and fetches still work. Undo with `%s`.\n", undo)
 	return 0
 }
 
 func (a *appCmds) enable(ctx context.Context, inv *Invocation) int {
-	app := ""
-	if len(inv.Args) == 1 {
-		app = inv.Args[0]
-		if !keys.ValidApp(app) {
-			return inv.Fail("no such app: %s", truncate(app, 40))
-		}
+	app := inv.Args[0]
+	if app == "--all" {
+		app = ""
+	} else if !keys.ValidApp(app) {
+		return inv.Fail("no such app: %s (`enable --all` lifts the server-wide switch)", truncate(app, 40))
 	}
 	state, err := a.d.Gate.DisabledState(ctx, app)
 	if err != nil {

@@ -31,6 +31,9 @@ type Access interface {
 	Level(ctx context.Context, u keys.User, app string) (keys.Level, error)
 	// MayCreate says whether u's push may create app.
 	MayCreate(ctx context.Context, u keys.User, app string) (bool, error)
+	// Exists says whether app is an app, as far as u can tell: the access
+	// seam decides what counts as an app, not sshd.
+	Exists(ctx context.Context, u keys.User, app string) (bool, error)
 }
 
 // Git serves git commands for an app (receiver.Receiver).

@@ -36,6 +36,7 @@ func (fakeAccess) Level(context.Context, keys.User, string) (keys.Level, error) 
 	return keys.Owner, nil
 }
 func (fakeAccess) MayCreate(context.Context, keys.User, string) (bool, error) { return true, nil }
+func (fakeAccess) Exists(context.Context, keys.User, string) (bool, error)    { return true, nil }
 
 // fakeGit stands in for the receiver: it records requests and runs fn.
 type fakeGit struct {

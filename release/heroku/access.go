@@ -46,6 +46,33 @@ func (a *Access) Level(ctx context.Context, u keys.User, app string) (keys.Level
 	return keys.Collaborator, nil
 }
 
+// Exists asks Heroku with u's linked token. An operator's key without a
+// link cannot ask; for it every valid name counts, which is safe for what
+// asks (disable APP only ever touches that one name).
+func (a *Access) Exists(ctx context.Context, u keys.User, app string) (bool, error) {
+	if !keys.ValidApp(app) {
+		return false, nil
+	}
+	link, err := a.links.Get(ctx, u.Name)
+	if errors.Is(err, keys.ErrNotLinked) && u.Role == keys.RoleAdmin {
+		return true, nil
+	}
+	if errors.Is(err, keys.ErrNotLinked) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if _, err := a.client.App(ctx, link.Token, app); err != nil {
+		if errors.Is(err, ErrNoAccess) {
+			return false, nil
+		}
+		a.keys.tokenRejected(link, err)
+		return false, err
+	}
+	return true, nil
+}
+
 // MayCreate is always false: a Heroku app is created on Heroku.
 func (a *Access) MayCreate(context.Context, keys.User, string) (bool, error) { return false, nil }
 
