@@ -134,6 +134,8 @@ type fleet struct {
 	// key, secret and bucket are the S3 server's (gofakes3's constants, or
 	// SeaweedFS's).
 	key, secret, bucket string
+	// store replaces the S3 store's flags (a shared file:// store).
+	store []string
 	redis               *clustertest.RedisServer // nil: each node coordinates in process
 	keys                string                   // --data of `sokoban keys`
 }
@@ -177,6 +179,9 @@ func (f *fleet) env() []string {
 }
 
 func (f *fleet) storeArgs() []string {
+	if f.store != nil {
+		return f.store
+	}
 	return []string{"--store", "s3://" + f.bucket + "/" + s3Prefix, "--s3-endpoint", f.s3.url, "--s3-path-style"}
 }
 
