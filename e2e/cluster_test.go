@@ -136,8 +136,8 @@ type fleet struct {
 	key, secret, bucket string
 	// store replaces the S3 store's flags (a shared file:// store).
 	store []string
-	redis               *clustertest.RedisServer // nil: each node coordinates in process
-	keys                string                   // --data of `sokoban keys`
+	redis *clustertest.RedisServer // nil: each node coordinates in process
+	keys  string                   // --data of `sokoban keys`
 }
 
 func newFleet(t *testing.T, withRedis bool) *fleet {
