@@ -71,7 +71,7 @@ func StartSeaweedFS(t testing.TB) *S3 {
 	ports := FreePorts(t, 12)
 	p := func(i int) string { return strconv.Itoa(ports[i]) }
 	s.Endpoint = "http://127.0.0.1:" + p(0)
-	cmd := exec.Command(bin, "mini", "-dir="+filepath.Join(dir, "data"),
+	cmd := exec.CommandContext(context.Background(), bin, "mini", "-dir="+filepath.Join(dir, "data"),
 		"-ip=127.0.0.1", "-ip.bind=127.0.0.1",
 		"-s3.port="+p(0), "-s3.port.grpc="+p(1),
 		"-master.port="+p(2), "-master.port.grpc="+p(3),
@@ -109,7 +109,11 @@ func StartSeaweedFS(t testing.TB) *S3 {
 			t.Fatalf("weed exited before it was ready:\n%s", tail(log, 4000))
 		default:
 		}
-		if resp, err := http.Get(s.Endpoint + "/" + s.Bucket); err == nil {
+		req, err := http.NewRequestWithContext(context.Background(), http.MethodGet, s.Endpoint+"/"+s.Bucket, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
 			_ = resp.Body.Close()
 			if (resp.StatusCode == http.StatusForbidden || resp.StatusCode == http.StatusOK) && s.createBucket() == nil {
 				return s
@@ -148,12 +152,17 @@ func FreePorts(t testing.TB, n int) []int {
 	var ls []net.Listener
 	var out []int
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		var lc net.ListenConfig
+		l, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
+		addr, ok := l.Addr().(*net.TCPAddr)
+		if !ok {
+			t.Fatalf("listener address %v is not TCP", l.Addr())
+		}
+		out = append(out, addr.Port)
 	}
 	for _, l := range ls {
 		_ = l.Close()
