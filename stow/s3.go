@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -307,14 +308,55 @@ func (s *S3) putIf(ctx context.Context, key string, r io.Reader, cond func(*s3.P
 		Metadata:      map[string]string{sha256Meta: hex.EncodeToString(sum[:])},
 	}
 	cond(in)
-	out, err := s.client.PutObject(ctx, in)
+	var attempts atomic.Int32
+	out, err := s.client.PutObject(ctx, in, func(o *s3.Options) {
+		o.HTTPClient = countingClient{o.HTTPClient, &attempts}
+	})
 	if err != nil {
-		if isConflict(err) {
-			return Info{}, fmt.Errorf("stow: put %s: %w", key, ErrConflict)
+		if !isConflict(err) {
+			return Info{}, fmt.Errorf("stow: put %s: %w", key, err)
 		}
-		return Info{}, fmt.Errorf("stow: put %s: %w", key, err)
+		// The SDK retries a PUT whose answer did not arrive. When an earlier
+		// attempt was stored, the retry fails its own precondition; finding
+		// our bytes under the key means that write was ours. (Another
+		// writer's identical bytes, written in that window, look the same;
+		// no S3 request can tell them apart.)
+		if attempts.Load() > 1 {
+			if info, ok := s.storedOwn(ctx, key, in.Metadata[sha256Meta]); ok {
+				return info, nil
+			}
+		}
+		return Info{}, fmt.Errorf("stow: put %s: %w", key, ErrConflict)
 	}
 	return Info{Key: key, Size: int64(len(body)), ModTime: time.Now(), ETag: trimETag(out.ETag)}, nil
+}
+
+// storedOwn reports whether the object under key carries the SHA-256 sum.
+func (s *S3) storedOwn(ctx context.Context, key, sum string) (Info, bool) {
+	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{
+		Bucket: aws.String(s.bucket),
+		Key:    aws.String(s.prefix + key),
+	})
+	if err != nil || !strings.EqualFold(metaValue(out.Metadata, sha256Meta), sum) {
+		return Info{}, false
+	}
+	return Info{
+		Key:     key,
+		Size:    aws.ToInt64(out.ContentLength),
+		ModTime: aws.ToTime(out.LastModified),
+		ETag:    trimETag(out.ETag),
+	}, true
+}
+
+// countingClient counts the HTTP attempts of one operation.
+type countingClient struct {
+	next s3.HTTPClient
+	n    *atomic.Int32
+}
+
+func (c countingClient) Do(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.Do(r)
 }
 
 // isConflict reports a failed precondition: 412 PreconditionFailed, 409
