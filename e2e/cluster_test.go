@@ -149,9 +149,8 @@ func newFleet(t *testing.T, withRedis bool) *fleet {
 	return f
 }
 
-// newSeaweedFleet is a fleet on SeaweedFS, an S3 server that implements
-// conditional writes (gofakes3 ignores them), for the stories that depend
-// on them. It has no fault injection.
+// newSeaweedFleet is a fleet on SeaweedFS, a real S3 server that implements
+// conditional writes, for the stories that depend on them. It has no fault injection.
 func newSeaweedFleet(t *testing.T, withRedis bool) *fleet {
 	t.Helper()
 	srv := testkit.StartSeaweedFS(t)

@@ -134,7 +134,7 @@ func TestS3Conformance(t *testing.T) {
 	var n atomic.Int64
 	storetest.Run(t, func(t *testing.T) stow.Store {
 		return newS3(t, testConfig(f.url, fmt.Sprintf("s/%d", n.Add(1))))
-	}, storetest.Options{LargeSize: largeSize, NoConditional: true})
+	}, storetest.Options{LargeSize: largeSize})
 }
 
 // The conditional writes (Create, Swap, racing writers) against a real

@@ -54,8 +54,8 @@ func WeedPath() string {
 // StartSeaweedFS runs `weed mini` (master, volume, filer and S3 in one
 // process) bound to 127.0.0.1 on free ports, with its data in a temporary
 // directory, and stops its whole process group when the test ends. It is the
-// S3-protocol server of the tests that need conditional writes, which
-// gofakes3 does not implement. A missing binary fails the test loudly.
+// real S3-protocol server of the tests that need conditional writes (the
+// in-process gofakes3 implements them too, but is a fake). A missing binary fails the test loudly.
 func StartSeaweedFS(t testing.TB) *S3 {
 	t.Helper()
 	bin := WeedPath()

@@ -23,10 +23,6 @@ type Options struct {
 	// LargeSize is the size of the object the streaming tests write; a backend
 	// with a multipart threshold sets it past that threshold. Default 1 MiB.
 	LargeSize int64
-	// NoConditional leaves out the conditional-write tests, for a fake server
-	// that ignores If-None-Match and If-Match (gofakes3). Every real backend
-	// runs them: Sokoban's state depends on them (DESIGN rule 8).
-	NoConditional bool
 }
 
 // BadKeys are keys every backend must refuse with stow.ErrBadKey.
@@ -55,9 +51,9 @@ func Run(t *testing.T, newStore func(t *testing.T) stow.Store, opts Options) {
 		{"CancelledPut", testCancelledPut},
 		{"ConcurrentPuts", testConcurrentPuts},
 	}
-	if !opts.NoConditional {
-		tests = append(tests, conditionalTests...)
-	}
+	// Every backend runs the conditional writes: Sokoban's state depends on
+	// them (DESIGN rule 8).
+	tests = append(tests, conditionalTests...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
