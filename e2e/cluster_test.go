@@ -15,6 +15,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/johannesboyne/gofakes3"
@@ -132,7 +133,15 @@ type fleet struct {
 	s3    *s3Server
 	redis *clustertest.RedisServer // nil: each node coordinates in process
 	keys  string                   // --data of `sokoban keys`
+	// store and storeEnv, when set, replace gofakes3's flags and credentials
+	// (another S3 server, or a shared local store).
+	store    []string
+	storeEnv []string
 }
+
+// fleetLeaseTTL is the nodes' --lease-ttl with Redis: short, so a lost node's
+// lease expires within a test.
+const fleetLeaseTTL = 2 * time.Second
 
 func newFleet(t *testing.T, withRedis bool) *fleet {
 	t.Helper()
@@ -145,6 +154,9 @@ func newFleet(t *testing.T, withRedis bool) *fleet {
 
 // env is what a node's environment adds to PATH and HOME: the S3 credentials.
 func (f *fleet) env() []string {
+	if f.storeEnv != nil {
+		return f.storeEnv
+	}
 	return []string{
 		"AWS_ACCESS_KEY_ID=" + s3Key, "AWS_SECRET_ACCESS_KEY=" + s3Secret, "AWS_REGION=us-east-1",
 		"AWS_EC2_METADATA_DISABLED=true",
@@ -152,6 +164,9 @@ func (f *fleet) env() []string {
 }
 
 func (f *fleet) storeArgs() []string {
+	if f.store != nil {
+		return f.store
+	}
 	return []string{"--store", "s3://" + s3Bucket + "/" + s3Prefix, "--s3-endpoint", f.s3.url, "--s3-path-style"}
 }
 
@@ -160,7 +175,7 @@ func (f *fleet) node(name string, extra ...string) *server {
 	f.t.Helper()
 	args := append([]string{"--node", name, "--host-keys-from-store"}, f.storeArgs()...)
 	if f.redis != nil {
-		args = append(args, "--redis", f.redis.URL, "--lease-ttl", "2s")
+		args = append(args, "--redis", f.redis.URL, "--lease-ttl", fleetLeaseTTL.String())
 	}
 	args = append(args, sandboxNone(f.t)...)
 	return startFleetNode(f.t, f.env(), append(args, extra...)...)
