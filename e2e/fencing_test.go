@@ -22,7 +22,7 @@ import (
 
 // fencedLine is what the paused node's pusher must read: a " !" line that
 // says its push lost the app (its lease, or another push superseded it).
-var fencedLine = regexp.MustCompile(`(?m)^remote:  !     .*(lease|superseded)`)
+var fencedLine = regexp.MustCompile(`(?m)^remote:  !     .*(lease|superseded).*$`)
 
 // fencedState is what a fenced node must leave untouched: every release, slug
 // and repository object of the app, by key and ETag.
@@ -103,6 +103,7 @@ func fencingStory(t *testing.T, f *fleet, view stow.Store, pause, resume func(a 
 	if err == nil || strings.Contains(rest, "Released") || !fencedLine.MatchString(rest) {
 		t.Fatalf("alice's push on the held node A (exit error %v) should be refused for its lost lease or a newer push; got:\n%s", err, rest)
 	}
+	t.Logf("node A's pusher read: %s", strings.TrimSpace(fencedLine.FindString(rest)))
 	waitGone(t, compilePID)
 	waitGone(t, childPID)
 	waitFor(t, "node A's workspace to be removed", func() bool {
