@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
+	"github.com/sokoban-deploy/sokoban/cluster/clustertest"
+	"github.com/sokoban-deploy/sokoban/internal/testkit"
 	"github.com/sokoban-deploy/sokoban/stow"
 )
 
@@ -173,4 +177,32 @@ func sigstop(t *testing.T) (pause, resume func(a *server)) {
 				t.Fatal(err)
 			}
 		}
+}
+
+// Two nodes on a real redis-server and SeaweedFS (an S3 server that
+// implements conditional writes). Node A's whole process is held with SIGSTOP
+// mid-build past its lease TTL, as a long GC pause or a stolen VM would hold
+// it; node B takes the app and releases v2; then A runs on. A must write
+// neither a release nor the repository manifest, and say why.
+func TestFencingTwoNodesS3(t *testing.T) {
+	t.Parallel()
+	s3 := testkit.StartSeaweedFS(t)
+	const prefix = "fencing"
+	f := &fleet{
+		t: t, keys: t.TempDir(), redis: clustertest.StartRedis(t),
+		store: []string{"--store", "s3://" + s3.Bucket + "/" + prefix, "--s3-endpoint", s3.Endpoint, "--s3-path-style"},
+		storeEnv: []string{
+			"AWS_ACCESS_KEY_ID=" + s3.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s3.SecretKey,
+			"AWS_REGION=" + s3.Region, "AWS_EC2_METADATA_DISABLED=true",
+		},
+	}
+	view, err := stow.NewS3(context.Background(), stow.S3Config{
+		Bucket: s3.Bucket, Prefix: prefix, Endpoint: s3.Endpoint, Region: s3.Region, PathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(s3.AccessKey, s3.SecretKey, ""),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pause, resume := sigstop(t)
+	fencingStory(t, f, view, pause, resume)
 }
