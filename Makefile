@@ -23,9 +23,9 @@ run: build
 
 # Everything the tests need: Debian packages (git, OpenSSH client, redis-server,
 # bubblewrap, slirp4netns and nftables for the build network, nsenter and ip
-# for the network tests, systemd for systemd-analyze), Go modules, and the
-# SeaweedFS `weed` binary the S3 tests run (.ci/seaweedfs builds it once into
-# ~/.cache/sokoban; internal/testkit finds it there).
+# for the network tests, systemd for systemd-analyze), Go modules, and
+# SeaweedFS's weed, the S3 server with conditional writes the tests run
+# (built once from the Go module proxy and cached, see .ci/seaweedfs).
 deps:
 	@missing=""; \
 	for p in git:git ssh:openssh-client ssh-keygen:openssh-client redis-server:redis-server bwrap:bubblewrap \
@@ -39,7 +39,7 @@ deps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 	$(GO) mod download
-	GO=$(GO) .ci/seaweedfs
+	@./.ci/seaweedfs >/dev/null
 
 test: deps test-only
 

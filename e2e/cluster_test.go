@@ -15,13 +15,13 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/sokoban-deploy/sokoban/cluster/clustertest"
+	"github.com/sokoban-deploy/sokoban/internal/testkit"
 	"github.com/sokoban-deploy/sokoban/stow"
 )
 
@@ -129,23 +129,41 @@ func (s *s3Server) repo(t *testing.T, app string) *stowedRepo {
 
 // fleet is what the nodes share: the store, and optionally Redis.
 type fleet struct {
-	t     *testing.T
-	s3    *s3Server
+	t  *testing.T
+	s3 *s3Server
+	// key, secret and bucket are the S3 server's (gofakes3's constants, or
+	// SeaweedFS's).
+	key, secret, bucket string
+	// store replaces the S3 store's flags (a shared file:// store).
+	store []string
 	redis *clustertest.RedisServer // nil: each node coordinates in process
 	keys  string                   // --data of `sokoban keys`
-	// store and storeEnv, when set, replace gofakes3's flags and credentials
-	// (another S3 server, or a shared local store).
-	store    []string
-	storeEnv []string
 }
-
-// fleetLeaseTTL is the nodes' --lease-ttl with Redis: short, so a lost node's
-// lease expires within a test.
-const fleetLeaseTTL = 2 * time.Second
 
 func newFleet(t *testing.T, withRedis bool) *fleet {
 	t.Helper()
-	f := &fleet{t: t, s3: startS3(t), keys: t.TempDir()}
+	f := &fleet{t: t, s3: startS3(t), keys: t.TempDir(), key: s3Key, secret: s3Secret, bucket: s3Bucket}
+	if withRedis {
+		f.redis = clustertest.StartRedis(t)
+	}
+	return f
+}
+
+// newSeaweedFleet is a fleet on SeaweedFS, an S3 server that implements
+// conditional writes (gofakes3 ignores them), for the stories that depend
+// on them. It has no fault injection.
+func newSeaweedFleet(t *testing.T, withRedis bool) *fleet {
+	t.Helper()
+	srv := testkit.StartSeaweedFS(t)
+	st, err := stow.NewS3(context.Background(), stow.S3Config{
+		Bucket: srv.Bucket, Prefix: s3Prefix, Endpoint: srv.Endpoint, Region: srv.Region, PathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(srv.AccessKey, srv.SecretKey, ""),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fleet{t: t, s3: &s3Server{url: srv.Endpoint, store: st}, keys: t.TempDir(),
+		key: srv.AccessKey, secret: srv.SecretKey, bucket: srv.Bucket}
 	if withRedis {
 		f.redis = clustertest.StartRedis(t)
 	}
@@ -154,11 +172,8 @@ func newFleet(t *testing.T, withRedis bool) *fleet {
 
 // env is what a node's environment adds to PATH and HOME: the S3 credentials.
 func (f *fleet) env() []string {
-	if f.storeEnv != nil {
-		return f.storeEnv
-	}
 	return []string{
-		"AWS_ACCESS_KEY_ID=" + s3Key, "AWS_SECRET_ACCESS_KEY=" + s3Secret, "AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=" + f.key, "AWS_SECRET_ACCESS_KEY=" + f.secret, "AWS_REGION=us-east-1",
 		"AWS_EC2_METADATA_DISABLED=true",
 	}
 }
@@ -167,7 +182,7 @@ func (f *fleet) storeArgs() []string {
 	if f.store != nil {
 		return f.store
 	}
-	return []string{"--store", "s3://" + s3Bucket + "/" + s3Prefix, "--s3-endpoint", f.s3.url, "--s3-path-style"}
+	return []string{"--store", "s3://" + f.bucket + "/" + s3Prefix, "--s3-endpoint", f.s3.url, "--s3-path-style"}
 }
 
 // node starts `sokoban serve` as one identical node of the fleet.
