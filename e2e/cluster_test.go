@@ -189,7 +189,7 @@ func (f *fleet) node(name string, extra ...string) *server {
 	f.t.Helper()
 	args := append([]string{"--node", name, "--host-keys-from-store"}, f.storeArgs()...)
 	if f.redis != nil {
-		args = append(args, "--redis", f.redis.URL, "--lease-ttl", "2s")
+		args = append(args, "--redis", f.redis.URL, "--lease-ttl", fleetLeaseTTL.String())
 	}
 	args = append(args, sandboxNone(f.t)...)
 	return startFleetNode(f.t, f.env(), append(args, extra...)...)
